@@ -1,0 +1,393 @@
+"""The Falcon app: every request becomes one durable log record before it is answered.
+
+`create_app(settings, ...)` builds it; clock, id generator and log writer are
+injected so tests pass a fixed clock and predictable ids. `RequestRecorder` is the
+one place that writes records and the one place that turns a failed write into 503:
+refused, unrouted and malformed requests are logged like accepted ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import falcon
+import orjson
+
+from receiver.clicks import earn_click, link_click
+from receiver.config import ConfigStore
+from receiver.errors import HTTP_STATUS, Refusal
+from receiver.indexes import ClickIndex, ConversionIndex, rebuild_indexes
+from receiver.log import LogWriteError, SegmentWriter, iter_log
+from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
+from receiver.postbacks import DIALECTS, PostbackInput, decide_postback
+from receiver.timeutil import format_utc, utc_now
+
+log = logging.getLogger("clickledger.receiver")
+
+MAX_BODY_BYTES = 1024 * 1024  # larger bodies are refused with 413 (and logged, truncated)
+MAX_LOGGED_BODY_BYTES = 64 * 1024
+
+
+def new_uuid() -> str:
+    return str(uuid.uuid4())
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_logged_body_bytes: int = MAX_LOGGED_BODY_BYTES
+    segment_bytes: int | None = None
+
+    @property
+    def log_dir(self) -> Path:
+        return self.data_dir / "log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.data_dir / "config.toml"
+
+
+class Receiver:
+    """What the resources share: config, indexes, the log writer, clock and ids."""
+
+    def __init__(self, settings: Settings, writer: SegmentWriter | None, clock: Callable[[], datetime],
+                 new_click_id: Callable[[], str], new_event_id: Callable[[], str]):
+        self.settings = settings
+        self.config_store = ConfigStore(settings.config_path)
+        records = iter_log(settings.log_dir, on_bad=lambda bad: log.warning(
+            "skipping %s record at %s line %d", "torn" if bad.torn else "corrupt", bad.segment, bad.line_no))
+        self.clicks, self.conversions, top_seq = rebuild_indexes(records)
+        if writer is None:
+            kwargs = {"max_segment_bytes": settings.segment_bytes} if settings.segment_bytes else {}
+            writer = SegmentWriter(settings.log_dir, next_seq=top_seq + 1, **kwargs)
+        self.writer = writer
+        self.clock = clock
+        self.new_click_id = new_click_id
+        self.new_event_id = new_event_id
+
+    @property
+    def config(self):
+        return self.config_store.current()
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -> None:
+    resp.status = status
+    if payload is not None:
+        resp.data = orjson.dumps(payload)
+        resp.content_type = falcon.MEDIA_JSON
+
+
+def _body_fields(body: bytes, limit: int) -> dict[str, Any]:
+    kept = body[:limit]
+    try:
+        text, encoding = kept.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
+    return {"body": text, "body_encoding": encoding, "body_bytes": len(body), "body_truncated": len(body) > limit}
+
+
+class RequestRecorder:
+    """Middleware: reads the (bounded) body first, writes the request's record last."""
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.received_at = self.receiver.clock()
+        req.context.recorded = False
+        resp.context.kind = "other"
+        resp.context.route = None
+        resp.context.result = None
+        resp.context.error = None
+        resp.context.fields = {}
+        resp.context.custom_data = {}
+        limit = self.receiver.settings.max_body_bytes
+        body = req.bounded_stream.read(limit + 1)
+        req.context.body = body
+        if len(body) > limit:
+            raise Refusal("body_too_large", f"request bodies are limited to {limit} bytes")
+
+    def build_record(self, req: falcon.Request, resp: falcon.Response) -> dict[str, Any]:
+        ctx = resp.context
+        return {
+            "v": 1,
+            "seq": None,  # assigned by the writer, in append order
+            "event_id": self.receiver.new_event_id(),
+            "received_at": format_utc(req.context.received_at),
+            "kind": ctx.kind,
+            "route": ctx.route,
+            "method": req.method,
+            "path": req.path,
+            "query": req.query_string,
+            **_body_fields(req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes),
+            "content_type": req.content_type,
+            "remote_addr": req.remote_addr,
+            "forwarded_for": req.get_header("X-Forwarded-For"),
+            "user_agent": req.user_agent,
+            "referer": req.referer,
+            "http_status": resp.status_code,
+            "result": ctx.result,
+            "error": ctx.error,
+            "fields": ctx.fields,
+            "custom_data": ctx.custom_data,
+        }
+
+    def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
+        """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
+        self.receiver.writer.append(self.build_record(req, resp))
+        req.context.recorded = True
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        if req.context.get("recorded"):
+            return
+        if "received_at" not in req.context:  # the request failed before process_request ran
+            req.context.received_at = self.receiver.clock()
+        try:
+            self.commit(req, resp)
+        except LogWriteError as exc:
+            log.error("answering 503: %s", exc)
+            resp.location = None
+            answer(resp, 503, {"ok": False, "error": "log_unavailable"})
+
+
+class LinkClickResource:
+    """GET /t/{slug}: record a click and redirect to the offer (seed 003)."""
+
+    route = "/t/{slug}"
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+        resp.context.kind, resp.context.route = "click", self.route
+        config = self.receiver.config
+        click_id = self.receiver.new_click_id()
+        made = link_click(config, slug, click_id, req.context.received_at)
+        resp.context.custom_data = dict(parse_query(req.query_string))
+        if made is None:
+            link = config.links[slug]
+            resp.context.fields = {"slug": slug, "offer_id": link.offer, "affiliate_id": link.affiliate}
+            resp.context.result = "offer_inactive"
+            resp.status = 302
+            resp.location = config.homepage
+            return
+        resp.context.fields, resp.context.result = made.fields, "click"
+        resp.status = 302
+        resp.location = made.redirect_url
+        self.receiver.clicks.add(made.click)
+
+
+class EarnClickResource:
+    """POST /api/v1/earn/products/{product_id}/click (seed 000)."""
+
+    route = "/api/v1/earn/products/{product_id}/click"
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
+        resp.context.kind, resp.context.route = "click", self.route
+        config = self.receiver.config
+        auth = req.get_header("Authorization") or ""
+        scheme, _, token = auth.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise Refusal("token_required", "send Authorization: Bearer <token>", fields={"product_id": product_id})
+        user = config.user_for_token(token.strip())
+        if user is None:
+            raise Refusal("invalid_token", "this bearer token belongs to no user", fields={"product_id": product_id})
+        product = config.products.get(product_id)
+        if product is None:
+            raise Refusal("product_not_found", f"no product {product_id!r}",
+                          fields={"product_id": product_id, "user_id": user.id})
+        try:
+            body = parse_body(req.context.body, req.content_type or falcon.MEDIA_JSON)
+        except ParamError as exc:
+            raise Refusal(exc.code, str(exc), fields={"product_id": product_id, "user_id": user.id}) from None
+        task_url = body.pop("taskUrl", None)
+        made = earn_click(config, product, user.id, task_url, self.receiver.new_click_id(), req.context.received_at)
+        resp.context.fields, resp.context.result, resp.context.custom_data = made.fields, "click", body
+        answer(resp, 201, {
+            "clickId": made.click.click_id,
+            "redirectUrl": made.redirect_url,
+            "expiresAt": format_utc(made.click.expires_at, micros=False),
+        })
+        self.receiver.clicks.add(made.click)
+
+
+class EarnTrackResource:
+    """GET /api/v1/earn/track/{click_id}: an analytics event for a known click (seed 000)."""
+
+    route = "/api/v1/earn/track/{click_id}"
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, click_id: str) -> None:
+        resp.context.kind, resp.context.route = "track", self.route
+        click = self.receiver.clicks.get(click_id)
+        fields = {"click_id": click_id}
+        resp.context.custom_data = dict(parse_query(req.query_string))
+        if click is None:
+            raise Refusal("click_not_found", "no click with this id", fields=fields)
+        fields.update(offer_id=click.offer_id, partner_id=click.partner_id, user_id=click.user_id,
+                      product_id=click.product_id, affiliate_id=click.affiliate_id)
+        resp.context.fields, resp.context.result = fields, "tracked"
+        resp.status = 204
+
+
+class PostbackResource:
+    """Every postback dialect: parameters from query, form or JSON body alike."""
+
+    def __init__(self, receiver: Receiver, recorder: RequestRecorder, route: str):
+        self.receiver = receiver
+        self.recorder = recorder
+        self.route = route
+        self.dialect = DIALECTS[route]
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, key: str | None = None) -> None:
+        resp.context.kind, resp.context.route = "postback", self.route
+        try:
+            body_params = parse_body(req.context.body, req.content_type)
+        except ParamError as exc:
+            raise Refusal(exc.code, str(exc), fields={"dialect": self.dialect}) from None
+        params = merge_params(parse_query(req.query_string), body_params)
+        data = PostbackInput(self.dialect, params, req.get_header("X-API-Key"), key)
+        receiver = self.receiver
+        decision = decide_postback(data, receiver.config, receiver.clicks, req.context.received_at)
+        resp.context.fields, resp.context.custom_data = decision.fields, decision.custom_data
+        if decision.result == "test":
+            resp.context.result = "test"
+            answer(resp, 200, {"ok": True, "result": "test"})
+            return
+        # The key stays locked from the duplicate check until the record is durable.
+        with receiver.conversions.claim(decision.key):
+            result = "duplicate" if receiver.conversions.is_recorded(decision.key) else "recorded"
+            resp.context.result = result
+            answer(resp, 200, {"ok": True, "result": result})
+            self.recorder.commit(req, resp)
+            if result == "recorded":
+                receiver.conversions.add(decision.key, decision.fields["status"])
+
+    on_post = on_get
+
+
+class HealthResource:
+    """GET /healthz: 200 when this request's own record reached the disk, 503 when it could not."""
+
+    def __init__(self, receiver: Receiver, route: str):
+        self.receiver = receiver
+        self.route = route
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.context.kind, resp.context.route, resp.context.result = "health", self.route, "ok"
+        receiver = self.receiver
+        answer(resp, 200, {
+            "ok": True,
+            "log": "writable",
+            "clicks": len(receiver.clicks),
+            "conversions": len(receiver.conversions),
+            "config_error": receiver.config_store.error,
+        })
+
+
+def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
+    """Any other path: 404, but the record keeps its parameters (a postback sent to the wrong URL)."""
+    params = merge_params(parse_query(req.query_string), _safe_body_params(req))
+    resp.context.kind = "unrouted"
+    resp.context.custom_data = params
+    resp.context.fields = {"click_id": find_click_id(params)}
+    raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see the README)",
+                  fields=resp.context.fields, custom_data=params)
+
+
+def _safe_body_params(req: falcon.Request) -> dict[str, Any]:
+    try:
+        return parse_body(req.context.get("body", b""), req.content_type)
+    except ParamError:
+        return {}
+
+
+def _refused(req: falcon.Request, resp: falcon.Response, exc: Refusal, params: Any) -> None:
+    resp.context.error = exc.code
+    if exc.fields is not None:
+        resp.context.fields = exc.fields
+    if exc.custom_data is not None:
+        resp.context.custom_data = exc.custom_data
+    answer(resp, exc.http_status, {"ok": False, "error": exc.code, "message": exc.message})
+
+
+_FALCON_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
+
+
+def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: Any) -> None:
+    code = _FALCON_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    resp.context.error = code
+    answer(resp, exc.status_code, {"ok": False, "error": code, "message": exc.title or code})
+    for name, value in (exc.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _log_unavailable(req: falcon.Request, resp: falcon.Response, exc: LogWriteError, params: Any) -> None:
+    log.error("answering 503: %s", exc)
+    resp.context.result, resp.context.error = None, "log_unavailable"
+    answer(resp, HTTP_STATUS["log_unavailable"], {"ok": False, "error": "log_unavailable"})
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:
+    log.exception("unexpected error on %s %s", req.method, req.path)
+    resp.context.error = "internal_error"
+    answer(resp, 500, {"ok": False, "error": "internal_error"})
+
+
+class ReceiverApp(falcon.App):
+    """A Falcon app that also holds its Receiver, so the server and tests can close the log."""
+
+    receiver: Receiver
+
+
+def create_app(
+    settings: Settings | str | Path,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    new_click_id: Callable[[], str] = new_uuid,
+    new_event_id: Callable[[], str] = new_uuid,
+    writer: SegmentWriter | None = None,
+) -> ReceiverApp:
+    """The receiver over DATA (its config.toml and log/); `app.receiver.close()` releases the log."""
+    if not isinstance(settings, Settings):
+        settings = Settings(Path(settings))
+    receiver = Receiver(settings, writer, clock, new_click_id, new_event_id)
+    recorder = RequestRecorder(receiver)
+    app = ReceiverApp(middleware=[recorder])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_route(LinkClickResource.route, LinkClickResource(receiver))
+    app.add_route(EarnClickResource.route, EarnClickResource(receiver))
+    app.add_route(EarnTrackResource.route, EarnTrackResource(receiver))
+    for route in DIALECTS:
+        app.add_route(route, PostbackResource(receiver, recorder, route))
+    # seed 001's "check system status" URL answers like /healthz
+    for route in ("/healthz", "/api/analytics/postback/test"):
+        app.add_route(route, HealthResource(receiver, route))
+    app.add_sink(unrouted, "/")
+    # Registered most generic first: Falcon picks the most specific handler.
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(LogWriteError, _log_unavailable)
+    app.add_error_handler(Refusal, _refused)
+    app.receiver = receiver
+    return app
+
+
+__all__ = ["ClickIndex", "ConversionIndex", "Receiver", "Settings", "create_app"]

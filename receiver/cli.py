@@ -1,0 +1,83 @@
+"""`clickledger`: the command line of the receiver and the pipeline.
+
+Each subcommand lives with the code it drives; this module only wires them up.
+Pipeline commands are imported lazily so `serve` never loads Polars or DuckDB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("data")
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from receiver.demo import ensure_config
+    from receiver.server import serve
+
+    ensure_config(args.data)
+    return serve(args.data, args.host, args.port, args.threads)
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from receiver.simulate import main as simulate_main
+
+    return simulate_main(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from receiver.demo import run_demo
+
+    return run_demo(args.data, port=args.port, clicks=args.clicks, seed=args.seed)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="clickledger", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the receiver (waitress)")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory (config.toml, log/)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    from receiver.server import DEFAULT_THREADS
+
+    p.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    p.set_defaults(func=_serve)
+
+    p = sub.add_parser("simulate", help="send realistic clicks and postbacks to a running receiver")
+    p.add_argument("--url", required=True, help="the receiver, e.g. http://127.0.0.1:8080")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory whose config.toml to use")
+    p.add_argument("--clicks", type=int, default=500)
+    p.add_argument("--seed", type=int, default=1)
+    p.set_defaults(func=_simulate)
+
+    p = sub.add_parser("demo", help="create data/demo, serve it, simulate traffic, and stop")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA / "demo")
+    p.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    p.add_argument("--clicks", type=int, default=600)
+    p.add_argument("--seed", type=int, default=7)
+    p.set_defaults(func=_demo)
+
+    # Subcommands of the pipeline and notebooks register themselves when present.
+    for module in ("pipeline.cli",):
+        try:
+            importlib.import_module(module).register(sub)
+        except ModuleNotFoundError as exc:
+            if exc.name != module:
+                raise
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""Making clicks: tracking links (seed 003) and earn-app task clicks (seed 000).
+
+Redirect targets are built only from configured offer and product URLs, so a
+tracking link can never be turned into an open redirect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+from receiver.config import Config, Offer, Product
+from receiver.errors import Refusal
+from receiver.indexes import Click
+from receiver.timeutil import format_utc
+
+MACROS = ("{click_id}", "{clickid}")
+
+
+@dataclass(frozen=True)
+class NewClick:
+    click: Click
+    fields: dict[str, Any]
+    redirect_url: str
+
+
+def append_query(url: str, params: list[tuple[str, str]]) -> str:
+    """`url` with params appended to its query (names it already has are kept, not repeated)."""
+    parts = urlsplit(url)
+    present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    extra = urlencode([(k, v) for k, v in params if k not in present], quote_via=quote)
+    query = f"{parts.query}&{extra}" if parts.query and extra else (parts.query or extra)
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
+
+
+def _click_fields(click: Click, offer: Offer, redirect_url: str, extra: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "click_id": click.click_id,
+        "source": click.source,
+        "offer_id": click.offer_id,
+        "partner_id": click.partner_id,
+        "affiliate_id": click.affiliate_id,
+        "user_id": click.user_id,
+        "product_id": click.product_id,
+        "expires_at": format_utc(click.expires_at) if click.expires_at else None,
+        "redirect_url": redirect_url,
+        "offer_currency": offer.currency,
+        **offer.revenue_share.as_fields(),
+        **extra,
+    }
+
+
+def link_click(config: Config, slug: str, click_id: str, now: datetime) -> NewClick | None:
+    """The click of a tracking link, or None when its offer is not active (the visitor goes home)."""
+    link = config.links.get(slug)
+    if link is None:
+        raise Refusal("link_not_found", f"no tracking link {slug!r}", fields={"slug": slug})
+    offer = config.offers[link.offer]
+    if offer.status != "active":
+        return None
+    expires = now + timedelta(hours=offer.click_ttl_hours) if offer.click_ttl_hours else None
+    click = Click(click_id, "link", offer.id, offer.partner, link.affiliate, None, None, expires)
+    url = offer.url
+    for macro in MACROS:
+        url = url.replace(macro, quote(click_id, safe=""))
+    url = append_query(url, [("click_id", click_id), ("offer_id", offer.id), ("affiliate_id", link.affiliate)])
+    return NewClick(click, _click_fields(click, offer, url, {"slug": slug}), url)
+
+
+def is_under(candidate: str, base: str) -> bool:
+    """True when `candidate` is `base` or a page below it: same scheme and host, path inside base's path."""
+    if any(c in candidate for c in "\r\n\t\\") or any(ord(c) < 0x20 for c in candidate):
+        return False
+    a, b = urlsplit(candidate), urlsplit(base)
+    if a.scheme.lower() != b.scheme.lower() or a.netloc.lower() != b.netloc.lower() or "@" in a.netloc:
+        return False
+    if b.query and not (a.path == b.path and a.query.startswith(b.query)):
+        return False
+    base_path = b.path.rstrip("/")
+    return a.path == b.path or a.path == base_path or a.path.startswith(base_path + "/")
+
+
+def earn_click(config: Config, product: Product, user_id: str, task_url: str | None, click_id: str,
+               now: datetime) -> NewClick:
+    task_url = product.task_url if task_url is None else task_url
+    if not isinstance(task_url, str) or not is_under(task_url, product.task_url):
+        raise Refusal("invalid_task_url", f"taskUrl must start with this product's task URL {product.task_url}",
+                      fields={"product_id": product.id, "user_id": user_id})
+    offer = config.offers[product.offer]
+    expires = now + timedelta(hours=product.click_ttl_hours)
+    click = Click(click_id, "earn", offer.id, offer.partner, None, user_id, product.id, expires)
+    postback_url = f"{config.public_url}/api/v1/earn/postback?click_id={quote(click_id, safe='')}"
+    url = append_query(task_url, [("click_id", click_id), ("postback_url", postback_url)])
+    return NewClick(click, _click_fields(click, offer, url, {"task_url": task_url}), url)

@@ -1,0 +1,369 @@
+"""DATA/config.toml: partners, offers, tracking links, earn products and users.
+
+The file is validated as a whole: unknown keys, missing references and duplicate ids
+are refused with a message naming the line, so a typo never silently changes who
+gets paid. `ConfigStore` re-reads the file when it changes on disk, so a rotated
+api_key stops working with the next request, without a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+import threading
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+OFFER_STATUSES = ("active", "paused", "pending")
+POSTBACK_AUTH = ("key", "none")
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names the file and line."""
+
+    def __init__(self, message: str, *, path: Path | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        where = f"{path}" if path else "config"
+        if line:
+            where += f", line {line}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class RevenueShare:
+    """What the affiliate or user gets: a percent of the amount, or a fixed amount in the offer's currency."""
+
+    percent: Decimal | None = None
+    fixed: Decimal | None = None
+
+    def as_fields(self) -> dict[str, str | None]:
+        return {
+            "revenue_share_percent": None if self.percent is None else str(self.percent),
+            "revenue_share_fixed": None if self.fixed is None else str(self.fixed),
+        }
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: str
+    api_key_sha256: bytes | None
+    postback_auth: str = "key"
+    status_updates: bool = False
+
+    def key_matches(self, key: str) -> bool:
+        if self.api_key_sha256 is None:
+            return False
+        return hmac.compare_digest(hashlib.sha256(key.encode("utf-8")).digest(), self.api_key_sha256)
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: str
+    partner: str
+    status: str
+    url: str
+    currency: str
+    revenue_share: RevenueShare
+    click_ttl_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    slug: str
+    offer: str
+    affiliate: str
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    offer: str
+    task_url: str
+    click_ttl_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Config:
+    base_currency: str = "USD"
+    homepage: str = "https://network.example/"
+    public_url: str = "http://127.0.0.1:8080"
+    partners: dict[str, Partner] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    products: dict[str, Product] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    path: Path | None = None
+
+    def __post_init__(self) -> None:
+        # Lookup tables derived once per load, never per request.
+        by_digest = {p.api_key_sha256: p for p in self.partners.values() if p.api_key_sha256}
+        by_token = {u.token: u for u in self.users.values()}
+        object.__setattr__(self, "_partners_by_key_digest", by_digest)
+        object.__setattr__(self, "_users_by_token", by_token)
+
+    def partner_for_key(self, key: str) -> Partner | None:
+        """The partner owning this api key, compared in constant time."""
+        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        partner = self._partners_by_key_digest.get(digest)  # type: ignore[attr-defined]
+        if partner is not None and hmac.compare_digest(digest, partner.api_key_sha256 or b""):
+            return partner
+        return None
+
+    def user_for_token(self, token: str) -> User | None:
+        user = self._users_by_token.get(token)  # type: ignore[attr-defined]
+        if user is not None and hmac.compare_digest(user.token.encode(), token.encode()):
+            return user
+        return None
+
+    @property
+    def any_public_partner(self) -> bool:
+        return any(p.postback_auth == "none" for p in self.partners.values())
+
+
+# ---------------------------------------------------------------- loading
+
+_TOP_KEYS = {"base_currency", "homepage", "public_url", "partners", "offers", "links", "products", "users"}
+_TABLE_KEYS = {
+    "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates"}),
+    "offers": ({"id", "partner", "url"}, {"status", "currency", "revenue_share", "click_ttl_hours"}),
+    "links": ({"slug", "offer", "affiliate"}, set()),
+    "products": ({"id", "offer", "task_url"}, {"click_ttl_hours"}),
+    "users": ({"id", "token"}, set()),
+}
+
+
+class _Locator:
+    """Finds the line of a key inside the n-th [[table]], since tomllib reports no positions."""
+
+    def __init__(self, text: str):
+        self.lines = text.splitlines()
+
+    def line_of(self, table: str | None, index: int = 0, key: str | None = None) -> int | None:
+        current, seen = None, -1
+        for number, raw in enumerate(self.lines, start=1):
+            line = raw.strip()
+            if line.startswith("[[") and line.split("]]")[0][2:].strip() == table:
+                current, seen = table, seen + 1
+                if key is None and seen == index:
+                    return number
+                continue
+            if line.startswith("["):
+                current = line.strip("[] ")
+                continue
+            in_scope = (table is None and current is None) or (current == table and seen == index)
+            if in_scope and key is not None and re.match(rf"^\"?{re.escape(key)}\"?\s*=", line):
+                return number
+        return None
+
+
+def _require_url(value: Any, what: str, fail) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\r\n\t\\ "):
+        fail(f"{what} must be an absolute http(s) URL without spaces or backslashes")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        fail(f"{what} must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _decimal(value: Any, what: str, fail) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        fail(f"{what} must be a number, got {value!r}")
+    if not number.is_finite() or number < 0:
+        fail(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    """Parse and validate config text; raises ConfigError naming the line of the first problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        raise ConfigError(f"not valid TOML: {exc}", path=path, line=line) from exc
+    locate = _Locator(text)
+
+    def fail_at(message: str, table: str | None = None, index: int = 0, key: str | None = None):
+        raise ConfigError(message, path=path, line=locate.line_of(table, index, key))
+
+    for key in raw:
+        if key not in _TOP_KEYS:
+            fail_at(f"unknown key {key!r} (known: {', '.join(sorted(_TOP_KEYS))})", None, 0, key)
+    base_currency = str(raw.get("base_currency", "USD")).upper()
+    if not CURRENCY_RE.match(base_currency):
+        fail_at(f"base_currency must be a 3-letter code, got {base_currency!r}", None, 0, "base_currency")
+    homepage = _require_url(raw.get("homepage", "https://network.example/"), "homepage",
+                            lambda m: fail_at(m, None, 0, "homepage"))
+    public_url = _require_url(raw.get("public_url", "http://127.0.0.1:8080"), "public_url",
+                              lambda m: fail_at(m, None, 0, "public_url")).rstrip("/")
+
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for name, (required, optional) in _TABLE_KEYS.items():
+        entries = raw.get(name, [])
+        if not isinstance(entries, list):
+            fail_at(f"{name} must be an array of tables ([[{name}]])", None, 0, name)
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                fail_at(f"[[{name}]] entry {i + 1} must be a table", name, i)
+            for key in entry:
+                if key not in required | optional:
+                    fail_at(f"unknown key {key!r} in [[{name}]] (known: {', '.join(sorted(required | optional))})",
+                            name, i, key)
+            for key in sorted(required - entry.keys()):
+                fail_at(f"[[{name}]] entry {i + 1} is missing {key!r}", name, i)
+            for key, value in entry.items():
+                if key in ("id", "slug", "offer", "partner", "affiliate", "token", "api_key") and (
+                    not isinstance(value, str) or not value.strip()
+                ):
+                    fail_at(f"{key} must be a non-empty string", name, i, key)
+        id_key = "slug" if name == "links" else "id"
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            ident = entry[id_key]
+            if ident in seen:
+                fail_at(f"duplicate {name[:-1]} {id_key} {ident!r} (first defined in entry {seen[ident] + 1})",
+                        name, i, id_key)
+            seen[ident] = i
+        tables[name] = entries
+
+    partners: dict[str, Partner] = {}
+    for i, e in enumerate(tables["partners"]):
+        if "api_key" in e and "api_key_sha256" in e:
+            fail_at("give api_key or api_key_sha256, not both", "partners", i, "api_key_sha256")
+        digest = None
+        if "api_key" in e:
+            digest = hashlib.sha256(e["api_key"].encode("utf-8")).digest()
+        elif "api_key_sha256" in e:
+            try:
+                digest = bytes.fromhex(str(e["api_key_sha256"]))
+            except ValueError:
+                digest = b""
+            if len(digest) != 32:
+                fail_at("api_key_sha256 must be 64 hex digits", "partners", i, "api_key_sha256")
+        auth = e.get("postback_auth", "key")
+        if auth not in POSTBACK_AUTH:
+            fail_at(f"postback_auth must be one of {POSTBACK_AUTH}, got {auth!r}", "partners", i, "postback_auth")
+        if auth == "key" and digest is None:
+            fail_at("a partner with postback_auth = \"key\" needs api_key or api_key_sha256", "partners", i)
+        updates = e.get("status_updates", False)
+        if not isinstance(updates, bool):
+            fail_at("status_updates must be true or false", "partners", i, "status_updates")
+        partners[e["id"]] = Partner(e["id"], digest, auth, updates)
+
+    def positive_hours(value: Any, table: str, i: int) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            fail_at(f"click_ttl_hours must be a positive number, got {value!r}", table, i, "click_ttl_hours")
+        return float(value)
+
+    offers: dict[str, Offer] = {}
+    for i, e in enumerate(tables["offers"]):
+        if e["partner"] not in partners:
+            fail_at(f"offer {e['id']!r} names partner {e['partner']!r}, which is not defined", "offers", i, "partner")
+        status = e.get("status", "active")
+        if status not in OFFER_STATUSES:
+            fail_at(f"status must be one of {OFFER_STATUSES}, got {status!r}", "offers", i, "status")
+        url = _require_url(e["url"], "url", lambda m, i=i: fail_at(m, "offers", i, "url"))
+        currency = str(e.get("currency", "USD")).upper()
+        if not CURRENCY_RE.match(currency):
+            fail_at(f"currency must be a 3-letter code, got {currency!r}", "offers", i, "currency")
+        share_raw = e.get("revenue_share", {"percent": 100})
+        if not isinstance(share_raw, dict) or len(share_raw) != 1 or not share_raw.keys() <= {"percent", "fixed"}:
+            fail_at("revenue_share must be { percent = N } or { fixed = N }", "offers", i, "revenue_share")
+        fail_share = lambda m, i=i: fail_at(m, "offers", i, "revenue_share")  # noqa: E731
+        if "percent" in share_raw:
+            percent = _decimal(share_raw["percent"], "revenue_share.percent", fail_share)
+            if percent > 100:
+                fail_share("revenue_share.percent must be between 0 and 100")
+            share = RevenueShare(percent=percent)
+        else:
+            share = RevenueShare(fixed=_decimal(share_raw["fixed"], "revenue_share.fixed", fail_share))
+        ttl = positive_hours(e["click_ttl_hours"], "offers", i) if "click_ttl_hours" in e else None
+        offers[e["id"]] = Offer(e["id"], e["partner"], status, url, currency, share, ttl)
+
+    links: dict[str, Link] = {}
+    for i, e in enumerate(tables["links"]):
+        if e["offer"] not in offers:
+            fail_at(f"link {e['slug']!r} names offer {e['offer']!r}, which is not defined", "links", i, "offer")
+        if not re.match(r"^[A-Za-z0-9._~-]+$", e["slug"]):
+            fail_at("slug may hold only letters, digits and . _ ~ -", "links", i, "slug")
+        links[e["slug"]] = Link(e["slug"], e["offer"], e["affiliate"])
+
+    products: dict[str, Product] = {}
+    for i, e in enumerate(tables["products"]):
+        if e["offer"] not in offers:
+            fail_at(f"product {e['id']!r} names offer {e['offer']!r}, which is not defined", "products", i, "offer")
+        task_url = _require_url(e["task_url"], "task_url", lambda m, i=i: fail_at(m, "products", i, "task_url"))
+        ttl = positive_hours(e.get("click_ttl_hours", 24), "products", i)
+        products[e["id"]] = Product(e["id"], e["offer"], task_url, ttl)
+
+    users: dict[str, User] = {}
+    tokens: set[str] = set()
+    for i, e in enumerate(tables["users"]):
+        if e["token"] in tokens:
+            fail_at("two users share this token", "users", i, "token")
+        tokens.add(e["token"])
+        users[e["id"]] = User(e["id"], e["token"])
+
+    return Config(base_currency, homepage, public_url, partners, offers, links, products, users, path)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError("file not found (run `clickledger serve` once, or copy the README example)", path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}", path=path) from exc
+    return parse_config(text, path)
+
+
+class ConfigStore:
+    """The current config, re-read when config.toml changes on disk.
+
+    One `stat` per request decides whether to re-read; parsing happens only on change.
+    A broken edit keeps the last good config serving and is reported in `error`
+    (and by /healthz), so a typo cannot take postbacks down.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        self._stamp = self._stat()
+        self._config = load_config(self.path)
+        self.error: str | None = None
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+    def current(self) -> Config:
+        stamp = self._stat()
+        if stamp != self._stamp and stamp is not None:
+            with self._lock:
+                if stamp != self._stamp:
+                    try:
+                        self._config = load_config(self.path)
+                        self.error = None
+                    except ConfigError as exc:
+                        self.error = str(exc)
+                    self._stamp = stamp
+        return self._config

@@ -1,0 +1,182 @@
+"""The postback parameter vocabulary shared by every dialect, and its normalisation.
+
+Parameters are read identically from the query string, a form body or a JSON body
+(the query string wins when both carry a name). Every parameter that is not
+recognised is kept, unchanged, in custom_data. The pipeline imports the status
+vocabulary from here, so the receiver's answer and the derived tables never
+disagree on what a status means.
+"""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+
+# Recognised names, in priority order: the first one present wins.
+CLICK_ID = ("click_id", "cid", "clickid", "clickId")
+API_KEY = ("api_key",)
+STATUS = ("status",)
+AMOUNT = ("amount", "payout")
+COMMISSION = ("commission",)
+CURRENCY = ("currency",)
+TRANSACTION_ID = ("transaction_id", "txn", "order_id", "txid", "transactionId")
+CAMPAIGN_ID = ("campaign_id",)
+
+BASE_VOCABULARY: dict[str, tuple[str, ...]] = {
+    "click_id": CLICK_ID,
+    "api_key": API_KEY,
+    "status": STATUS,
+    "amount": AMOUNT,
+    "commission": COMMISSION,
+    "currency": CURRENCY,
+    "transaction_id": TRANSACTION_ID,
+}
+# Seed 004 (ClickWall): campaign_id is part of the contract only on its route.
+ADVERTISER_VOCABULARY = {**BASE_VOCABULARY, "campaign_id": CAMPAIGN_ID}
+
+APPROVED = ("confirmed", "approved", "paid", "completed", "success", "1")
+PENDING = ("pending", "hold", "on_hold")
+REJECTED = ("rejected", "declined", "reversed", "chargeback", "refunded", "fraud")
+STATUS_MAP: dict[str, str] = {
+    **{s: "approved" for s in APPROVED},
+    **{s: "pending" for s in PENDING},
+    **{s: "rejected" for s in REJECTED},
+    "test": "test",
+}
+DEFAULT_STATUS = "confirmed"  # seed 003: a postback without status is confirmed
+
+MAX_DECIMALS = 8
+MAX_AMOUNT = Decimal("1e12")
+_CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+
+# Unfilled macros as trackers leave them: {click_id}, %7Bclick_id%7D, [click_id], ${click_id}, #click_id#, <click_id>...
+MACRO_RE = re.compile(
+    r"(\{\{?[^{}]*\}\}?|%7B[^%]*%7D|\[[^\[\]]*\]|\$\{[^}]*\}|#[A-Za-z_][\w.-]*#|<[A-Za-z_][\w.-]*>|__[A-Z_]+__)",
+    re.IGNORECASE,
+)
+
+
+class ParamError(ValueError):
+    """A parameter value that cannot be used; `code` is the answer's error code."""
+
+    def __init__(self, code: str, message: str):
+        self.code = code
+        super().__init__(message)
+
+
+def normalise_status(raw: str | None) -> str:
+    """approved | pending | rejected | test; an unknown status counts as rejected (kept raw elsewhere)."""
+    if raw is None or raw.strip() == "":
+        return "approved"
+    return STATUS_MAP.get(raw.strip().lower(), "rejected")
+
+
+def looks_like_macro(value: str) -> bool:
+    return bool(MACRO_RE.search(value))
+
+
+def parse_amount(raw: Any, code: str, what: str) -> str:
+    """A money amount as an exact decimal string ("12.50"); refuses junk rather than guessing."""
+    if isinstance(raw, bool) or raw is None or isinstance(raw, dict | list):
+        raise ParamError(code, f"{what} must be a number, got {raw!r}")
+    text = str(raw).strip()
+    try:
+        number = Decimal(text)
+    except InvalidOperation:
+        raise ParamError(code, f"{what} must be a number, got {text[:40]!r}") from None
+    if not number.is_finite() or number < 0 or number >= MAX_AMOUNT:
+        raise ParamError(code, f"{what} must be a finite number from 0 to 1e12, got {text[:40]!r}")
+    exponent = number.as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_DECIMALS:
+        raise ParamError(code, f"{what} has more than {MAX_DECIMALS} decimal places: {text[:40]!r}")
+    return format(number, "f")
+
+
+def parse_currency(raw: Any) -> str:
+    text = str(raw).strip().upper()
+    if not _CURRENCY_RE.match(text):
+        raise ParamError("invalid_currency", f"currency must be a 3-letter ISO 4217 code, got {str(raw)[:20]!r}")
+    return text
+
+
+def _as_text(value: Any) -> str | None:
+    """A recognised parameter's value as text; JSON numbers become their decimal text."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value) if isinstance(value, float) else str(value)
+    if isinstance(value, str):
+        return value.strip()
+    return orjson.dumps(value).decode()
+
+
+def parse_query(query: str) -> list[tuple[str, str]]:
+    """Pairs of a raw query string (as WSGI gives it, latin-1 of the bytes), decoded as UTF-8."""
+    raw = query.encode("latin-1", "replace").decode("utf-8", "replace")
+    return parse_qsl(raw, keep_blank_values=True, errors="replace")
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Parameters of a form or JSON body; other bodies carry none (they are still logged raw)."""
+    if not body:
+        return {}
+    media = (content_type or "").split(";")[0].strip().lower()
+    if media == "application/json" or media.endswith("+json") or (not media and body.lstrip()[:1] == b"{"):
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
+        if not isinstance(data, dict):
+            raise ParamError("invalid_body", "the JSON body must be an object of parameters")
+        return data
+    if media == "application/x-www-form-urlencoded" or (not media and b"=" in body):
+        return _first_wins(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
+    return {}
+
+
+def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, value in pairs:
+        out.setdefault(name, value)
+    return out
+
+
+def merge_params(query_pairs: list[tuple[str, str]], body_params: dict[str, Any]) -> dict[str, Any]:
+    """Query string first, then body parameters the query does not carry."""
+    merged = _first_wins(query_pairs)
+    for name, value in body_params.items():
+        merged.setdefault(name, value)
+    return merged
+
+
+def split_params(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]]
+                 ) -> tuple[dict[str, str | None], dict[str, Any]]:
+    """(recognised fields by canonical name, custom_data of everything else).
+
+    Only the alias that supplies a field is consumed; a second alias of the same
+    field stays in custom_data so a conflicting value is never silently lost.
+    """
+    fields: dict[str, str | None] = {}
+    consumed: set[str] = set()
+    for canonical, aliases in vocabulary.items():
+        fields[canonical] = None
+        for alias in aliases:
+            if alias in params:
+                fields[canonical] = _as_text(params[alias])
+                consumed.add(alias)
+                break
+    custom = {k: v for k, v in params.items() if k not in consumed}
+    return fields, custom
+
+
+def find_click_id(params: dict[str, Any]) -> str | None:
+    for alias in CLICK_ID:
+        if alias in params:
+            return _as_text(params[alias])
+    return None

@@ -1,0 +1,67 @@
+"""Serving the receiver with waitress, with its limits set deliberately."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import waitress
+from waitress.server import create_server
+
+from receiver.app import MAX_BODY_BYTES, Settings, create_app
+from receiver.config import ConfigError
+from receiver.log import LogLockedError
+
+log = logging.getLogger("clickledger.server")
+
+# waitress degrades when connections exceed its threads (see docs/benchmarks.md), so the
+# default leaves room for a burst of 64 concurrent senders.
+DEFAULT_THREADS = 64
+
+
+def waitress_options(threads: int) -> dict[str, Any]:
+    return {
+        "threads": threads,
+        "connection_limit": max(256, threads * 4),
+        "backlog": 2048,
+        "channel_timeout": 30,  # idle or slow clients are dropped after 30 s
+        "cleanup_interval": 10,
+        "max_request_header_size": 64 * 1024,
+        "max_request_body_size": MAX_BODY_BYTES + 1,  # the app refuses larger bodies with a logged 413
+        "ident": "clickledger",
+        "clear_untrusted_proxy_headers": True,
+        "asyncore_use_poll": True,
+    }
+
+
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THREADS) -> int:
+    # waitress warns about its task queue on nearly every request under load; that costs CPU.
+    logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    try:
+        app = create_app(Settings(Path(data_dir)))
+    except (ConfigError, LogLockedError) as exc:
+        print(f"clickledger: {exc}", file=sys.stderr)
+        return 2
+    server = create_server(app, host=host, port=port, **waitress_options(threads))
+
+    def stop(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    actual_port = server.effective_port  # type: ignore[attr-defined]
+    print(f"clickledger receiver on http://{host}:{actual_port} (data: {data_dir}, threads: {threads})",
+          flush=True)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        app.receiver.close()
+    return 0
+
+
+__all__ = ["DEFAULT_THREADS", "serve", "waitress", "waitress_options"]
