@@ -88,13 +88,15 @@ def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -
         resp.content_type = falcon.MEDIA_JSON
 
 
-def _body_fields(body: bytes, limit: int) -> dict[str, Any]:
+def _body_fields(body: bytes, limit: int, declared: int | None) -> dict[str, Any]:
+    """The raw body as logged: at most `limit` bytes, text when it is UTF-8, else base64."""
     kept = body[:limit]
     try:
         text, encoding = kept.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
-    return {"body": text, "body_encoding": encoding, "body_bytes": len(body), "body_truncated": len(body) > limit}
+    size = max(len(body), declared or 0)  # a refused oversized body is not read to its end
+    return {"body": text, "body_encoding": encoding, "body_bytes": size, "body_truncated": size > limit}
 
 
 class RequestRecorder:
@@ -130,7 +132,8 @@ class RequestRecorder:
             "method": req.method,
             "path": req.path,
             "query": req.query_string,
-            **_body_fields(req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes),
+            **_body_fields(req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes,
+                           req.content_length),
             "content_type": req.content_type,
             "remote_addr": req.remote_addr,
             "forwarded_for": req.get_header("X-Forwarded-For"),
@@ -154,6 +157,10 @@ class RequestRecorder:
             return
         if "received_at" not in req.context:  # the request failed before process_request ran
             req.context.received_at = self.receiver.clock()
+        if resp.context.get("route") is None and resource is not None:
+            # e.g. 405: the path is known, so the record keeps its route and kind
+            resp.context.route = getattr(resource, "route", None)
+            resp.context.kind = getattr(resource, "kind", resp.context.get("kind", "other"))
         try:
             self.commit(req, resp)
         except LogWriteError as exc:
@@ -165,6 +172,8 @@ class RequestRecorder:
 class LinkClickResource:
     """GET /t/{slug}: record a click and redirect to the offer (seed 003)."""
 
+    kind = "click"
+
     route = "/t/{slug}"
 
     def __init__(self, receiver: Receiver):
@@ -175,7 +184,7 @@ class LinkClickResource:
         config = self.receiver.config
         click_id = self.receiver.new_click_id()
         made = link_click(config, slug, click_id, req.context.received_at)
-        resp.context.custom_data = dict(parse_query(req.query_string))
+        resp.context.custom_data = merge_params(parse_query(req.query_string), {})
         if made is None:
             link = config.links[slug]
             resp.context.fields = {"slug": slug, "offer_id": link.offer, "affiliate_id": link.affiliate}
@@ -191,6 +200,8 @@ class LinkClickResource:
 
 class EarnClickResource:
     """POST /api/v1/earn/products/{product_id}/click (seed 000)."""
+
+    kind = "click"
 
     route = "/api/v1/earn/products/{product_id}/click"
 
@@ -229,6 +240,8 @@ class EarnClickResource:
 class EarnTrackResource:
     """GET /api/v1/earn/track/{click_id}: an analytics event for a known click (seed 000)."""
 
+    kind = "track"
+
     route = "/api/v1/earn/track/{click_id}"
 
     def __init__(self, receiver: Receiver):
@@ -238,7 +251,7 @@ class EarnTrackResource:
         resp.context.kind, resp.context.route = "track", self.route
         click = self.receiver.clicks.get(click_id)
         fields = {"click_id": click_id}
-        resp.context.custom_data = dict(parse_query(req.query_string))
+        resp.context.custom_data = merge_params(parse_query(req.query_string), {})
         if click is None:
             raise Refusal("click_not_found", "no click with this id", fields=fields)
         fields.update(offer_id=click.offer_id, partner_id=click.partner_id, user_id=click.user_id,
@@ -249,6 +262,8 @@ class EarnTrackResource:
 
 class PostbackResource:
     """Every postback dialect: parameters from query, form or JSON body alike."""
+
+    kind = "postback"
 
     def __init__(self, receiver: Receiver, recorder: RequestRecorder, route: str):
         self.receiver = receiver
@@ -285,6 +300,8 @@ class PostbackResource:
 
 class HealthResource:
     """GET /healthz: 200 when this request's own record reached the disk, 503 when it could not."""
+
+    kind = "health"
 
     def __init__(self, receiver: Receiver, route: str):
         self.receiver = receiver

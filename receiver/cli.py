@@ -34,6 +34,23 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(args.data, port=args.port, clicks=args.clicks, seed=args.seed)
 
 
+NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def _notebook(args: argparse.Namespace) -> int:
+    """Run a notebook as an app with `marimo run`, over the chosen data directory."""
+    import subprocess
+
+    path = NOTEBOOKS_DIR / f"{args.name}.py"
+    if not path.is_file():
+        names = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.py") if not p.name.startswith("_"))
+        print(f"clickledger: no notebook {args.name!r} (have: {', '.join(names) or 'none'})", file=sys.stderr)
+        return 2
+    command = [sys.executable, "-m", "marimo", "run", str(path), "--host", args.host, "--port",
+               str(args.port), "--", "--data", str(Path(args.data).resolve())]
+    return subprocess.call(command)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="clickledger", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -60,6 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clicks", type=int, default=600)
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
+
+    p = sub.add_parser("notebook", help="open a notebook as an app (marimo run)")
+    p.add_argument("name", help="reconciliation, troubleshooting or overview")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA / "demo")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=2718)
+    p.set_defaults(func=_notebook)
 
     # Subcommands of the pipeline and notebooks register themselves when present.
     for module in ("pipeline.cli",):

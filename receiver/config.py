@@ -147,27 +147,46 @@ _TABLE_KEYS = {
 
 
 class _Locator:
-    """Finds the line of a key inside the n-th [[table]], since tomllib reports no positions."""
+    """Finds the line of a key inside the n-th [[table]], since tomllib reports no positions.
+
+    A key may be written `key = ...`, as a dotted key (`key.part = ...`) or as a sub-table
+    header (`[table.key]`); when its own line cannot be found, the entry's `[[table]]`
+    header is named, and for an inline array (`table = [{...}]`) the line of `table =`.
+    """
 
     def __init__(self, text: str):
         self.lines = text.splitlines()
 
     def line_of(self, table: str | None, index: int = 0, key: str | None = None) -> int | None:
-        current, seen = None, -1
+        found = self._scan(table, index, key)
+        if found is None and table is not None:
+            found = self._scan(None, 0, table)  # `table = [{...}]` or `[table]`
+        return found
+
+    def _scan(self, table: str | None, index: int, key: str | None) -> int | None:
+        key_re = re.compile(rf"^[\"']?{re.escape(key)}[\"']?\s*[=.]") if key is not None else None
+        current, seen, header_line = None, -1, None
         for number, raw in enumerate(self.lines, start=1):
             line = raw.strip()
-            if line.startswith("[[") and line.split("]]")[0][2:].strip() == table:
-                current, seen = table, seen + 1
-                if key is None and seen == index:
-                    return number
-                continue
             if line.startswith("["):
-                current = line.strip("[] ")
+                name = line.lstrip("[").split("]")[0].strip()
+                if line.startswith("[[") and name == table:
+                    current, seen = table, seen + 1
+                    if seen == index:
+                        if key is None:
+                            return number
+                        header_line = number
+                    continue
+                if key is not None and current == table and (table is None or seen == index) and (
+                    name == key if table is None else name == f"{table}.{key}"
+                ):
+                    return number
+                current = name
                 continue
             in_scope = (table is None and current is None) or (current == table and seen == index)
-            if in_scope and key is not None and re.match(rf"^\"?{re.escape(key)}\"?\s*=", line):
+            if in_scope and key_re is not None and key_re.match(line):
                 return number
-        return None
+        return header_line
 
 
 def _require_url(value: Any, what: str, fail) -> str:
@@ -195,6 +214,9 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
+        if line is None:  # before Python 3.14 the line is only in the message
+            match = re.search(r"at line (\d+)", str(exc))
+            line = int(match.group(1)) if match else None
         raise ConfigError(f"not valid TOML: {exc}", path=path, line=line) from exc
     locate = _Locator(text)
 

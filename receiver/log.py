@@ -6,7 +6,7 @@ read it directly. Each line starts with its own checksum:
     {"crc32":"1a2b3c4d","v":1,"seq":42,...}\n
 
 `crc32` is the CRC-32 (zlib) of the line with that first member removed, i.e. of
-b"{" + line[18:] without the newline, so a reader checks a record from its bytes
+b"{" + line[20:] without the newline, so a reader checks a record from its bytes
 alone, without re-serialising it.
 
 Durability: `SegmentWriter.append` returns only after the record is written and
@@ -22,6 +22,7 @@ skip such a line with a warning.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -74,7 +75,7 @@ def check_line(line: bytes) -> dict[str, Any] | None:
         expected = int(line[10:18], 16)
     except ValueError:
         return None
-    if line[18:19] != b"," or zlib.crc32(b"{" + line[_CRC_PREFIX_LEN:]) != expected:
+    if line[18:20] != b'",' or zlib.crc32(b"{" + line[_CRC_PREFIX_LEN:]) != expected:
         return None
     try:
         record = orjson.loads(line)
@@ -195,14 +196,11 @@ class SegmentWriter:
         """After a failed write: cut back unacknowledged bytes, then never write this segment again."""
         if self._fd is None:
             return
-        try:
+        # If the cut fails, the torn tail stays as the last line of this segment; readers skip it.
+        with contextlib.suppress(OSError):
             os.ftruncate(self._fd, good_size)
-        except OSError:
-            pass  # the torn tail stays as the last line of this segment; readers skip it
-        try:
+        with contextlib.suppress(OSError):
             os.close(self._fd)
-        except OSError:
-            pass
         self._fd = None
 
     def _write_batch(self, lines: list[bytes]) -> None:

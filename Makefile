@@ -1,0 +1,37 @@
+# clickledger: everything a fresh machine (python3 + make) needs, from scratch.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+DATA   ?= data/demo
+
+.PHONY: install test test-slow serve demo notebooks lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+test: install
+	$(BIN)/python -m pytest -q -m "not slow"
+
+test-slow: install
+	$(BIN)/python -m pytest -q -m slow
+
+serve: install
+	$(BIN)/clickledger serve --data $(DATA) --host 127.0.0.1 --port 8080
+
+demo: install
+	$(BIN)/clickledger demo --data $(DATA)
+
+notebooks: install
+	CLICKLEDGER_DATA=$(DATA) $(BIN)/marimo edit notebooks/
+
+lint: install
+	$(BIN)/ruff check receiver pipeline tests
+
+clean:
+	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis *.egg-info
