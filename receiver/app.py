@@ -176,8 +176,9 @@ class LinkClickResource:
 
     route = "/t/{slug}"
 
-    def __init__(self, receiver: Receiver):
+    def __init__(self, receiver: Receiver, recorder: RequestRecorder):
         self.receiver = receiver
+        self.recorder = recorder
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
         resp.context.kind, resp.context.route = "click", self.route
@@ -195,6 +196,8 @@ class LinkClickResource:
         resp.context.fields, resp.context.result = made.fields, "click"
         resp.status = 302
         resp.location = made.redirect_url
+        # A click exists only once its record is durable: a 503 click must not convert later.
+        self.recorder.commit(req, resp)
         self.receiver.clicks.add(made.click)
 
 
@@ -205,8 +208,9 @@ class EarnClickResource:
 
     route = "/api/v1/earn/products/{product_id}/click"
 
-    def __init__(self, receiver: Receiver):
+    def __init__(self, receiver: Receiver, recorder: RequestRecorder):
         self.receiver = receiver
+        self.recorder = recorder
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, product_id: str) -> None:
         resp.context.kind, resp.context.route = "click", self.route
@@ -234,6 +238,7 @@ class EarnClickResource:
             "redirectUrl": made.redirect_url,
             "expiresAt": format_utc(made.click.expires_at, micros=False),
         })
+        self.recorder.commit(req, resp)
         self.receiver.clicks.add(made.click)
 
 
@@ -310,6 +315,7 @@ class HealthResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.context.kind, resp.context.route, resp.context.result = "health", self.route, "ok"
         receiver = self.receiver
+        receiver.config_store.current()  # re-read a changed config.toml, so config_error is current
         answer(resp, 200, {
             "ok": True,
             "log": "writable",
@@ -359,6 +365,7 @@ def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPErro
 def _log_unavailable(req: falcon.Request, resp: falcon.Response, exc: LogWriteError, params: Any) -> None:
     log.error("answering 503: %s", exc)
     resp.context.result, resp.context.error = None, "log_unavailable"
+    resp.location = None  # a 503 click must not redirect as if it had been recorded
     answer(resp, HTTP_STATUS["log_unavailable"], {"ok": False, "error": "log_unavailable"})
 
 
@@ -389,8 +396,8 @@ def create_app(
     recorder = RequestRecorder(receiver)
     app = ReceiverApp(middleware=[recorder])
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_route(LinkClickResource.route, LinkClickResource(receiver))
-    app.add_route(EarnClickResource.route, EarnClickResource(receiver))
+    app.add_route(LinkClickResource.route, LinkClickResource(receiver, recorder))
+    app.add_route(EarnClickResource.route, EarnClickResource(receiver, recorder))
     app.add_route(EarnTrackResource.route, EarnTrackResource(receiver))
     for route in DIALECTS:
         app.add_route(route, PostbackResource(receiver, recorder, route))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from receiver.config import Config, Offer, Product
 from receiver.errors import Refusal
@@ -26,12 +26,20 @@ class NewClick:
     redirect_url: str
 
 
-def append_query(url: str, params: list[tuple[str, str]]) -> str:
-    """`url` with params appended to its query (names it already has are kept, not repeated)."""
+def append_query(url: str, params: list[tuple[str, str]], *, replace: bool = False) -> str:
+    """`url` with params appended to its query.
+
+    Names the URL already has are kept and not repeated, unless `replace`: then every
+    existing pair of such a name is dropped first, so ours are the only ones.
+    """
     parts = urlsplit(url)
-    present = {name for name, _ in parse_qsl(parts.query, keep_blank_values=True)}
+    names = {k for k, _ in params}
+    query = parts.query
+    if replace and query:
+        query = "&".join(p for p in query.split("&") if unquote_plus(p.split("=", 1)[0]) not in names)
+    present = {name for name, _ in parse_qsl(query, keep_blank_values=True)}
     extra = urlencode([(k, v) for k, v in params if k not in present], quote_via=quote)
-    query = f"{parts.query}&{extra}" if parts.query and extra else (parts.query or extra)
+    query = f"{query}&{extra}" if query and extra else (query or extra)
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
@@ -70,13 +78,19 @@ def link_click(config: Config, slug: str, click_id: str, now: datetime) -> NewCl
 
 
 def is_under(candidate: str, base: str) -> bool:
-    """True when `candidate` is `base` or a page below it: same scheme and host, path inside base's path."""
-    if any(c in candidate for c in "\r\n\t\\") or any(ord(c) < 0x20 for c in candidate):
+    """True when `candidate` is `base` or a page below it: same scheme and host, path inside base's path.
+
+    Whitespace, control characters, backslashes and dot segments (`..`, `%2e%2e`) are
+    refused: a browser would resolve them to a different place than the text says.
+    """
+    if "\\" in candidate or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in candidate):
         return False
     a, b = urlsplit(candidate), urlsplit(base)
     if a.scheme.lower() != b.scheme.lower() or a.netloc.lower() != b.netloc.lower() or "@" in a.netloc:
         return False
-    if b.query and not (a.path == b.path and a.query.startswith(b.query)):
+    if any(unquote(segment) in (".", "..") for segment in a.path.split("/")):
+        return False
+    if b.query and not (a.path == b.path and (a.query == b.query or a.query.startswith(b.query + "&"))):
         return False
     base_path = b.path.rstrip("/")
     return a.path == b.path or a.path == base_path or a.path.startswith(base_path + "/")
@@ -92,5 +106,6 @@ def earn_click(config: Config, product: Product, user_id: str, task_url: str | N
     expires = now + timedelta(hours=product.click_ttl_hours)
     click = Click(click_id, "earn", offer.id, offer.partner, None, user_id, product.id, expires)
     postback_url = f"{config.public_url}/api/v1/earn/postback?click_id={quote(click_id, safe='')}"
-    url = append_query(task_url, [("click_id", click_id), ("postback_url", postback_url)])
+    # taskUrl comes from the app: a click_id or postback_url it carries must not override ours.
+    url = append_query(task_url, [("click_id", click_id), ("postback_url", postback_url)], replace=True)
     return NewClick(click, _click_fields(click, offer, url, {"task_url": task_url}), url)

@@ -177,8 +177,8 @@ class _Locator:
                             return number
                         header_line = number
                     continue
-                if key is not None and current == table and (table is None or seen == index) and (
-                    name == key if table is None else name == f"{table}.{key}"
+                if key is not None and (
+                    name == key if table is None else (current == table and seen == index and name == f"{table}.{key}")
                 ):
                     return number
                 current = name

@@ -256,7 +256,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 600, seed: int = 7)
         print(f"  tables         {data_dir / 'warehouse'}/*.parquet and warehouse.duckdb")
     if (data_dir / "ledger").exists():
         print(f"  wallet ledger  {data_dir / 'ledger'}")
-    print(f"  serve it again make serve   (receiver on 127.0.0.1:8080 over {data_dir})")
+    print(f"  serve it again .venv/bin/clickledger serve --data {data_dir}   (make serve for data/demo)")
     notebooks = Path("notebooks")
     if notebooks.is_dir() and any(notebooks.glob("*.py")):
         print("  notebooks      make notebooks   (or: .venv/bin/clickledger notebook reconciliation)")

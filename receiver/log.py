@@ -61,6 +61,8 @@ class LogLockedError(LogError):
 
 def encode_record(record: dict[str, Any]) -> bytes:
     """One log line: the record as JSON with its crc32 as first member, newline-terminated."""
+    if not record:  # `{"crc32":"...",}` would not be JSON: no reader could ever read it back
+        raise ValueError("a log record needs at least one member")
     body = orjson.dumps(record)
     crc = zlib.crc32(body)
     return b'{"crc32":"%08x",' % crc + body[1:] + b"\n"

@@ -517,3 +517,9 @@ def live_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveServer
         yield server
     finally:
         stop_live_server(server)
+
+
+@pytest.fixture
+def client(harness: Harness) -> falcon.testing.TestClient:
+    """A plain Falcon TestClient over the test network (its app is closed with `harness`)."""
+    return harness.client

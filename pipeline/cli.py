@@ -1,0 +1,138 @@
+"""`clickledger run | credit | reconcile`: the pipeline's batch commands.
+
+`register(subparsers)` is called by receiver.cli while it builds its parser, so this
+module imports nothing heavy at import time: Polars, DuckDB and pandera are imported
+inside the command functions. Commands print their summary to stdout, progress and
+warnings to stderr, and exit non-zero with the error's message on failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+DEFAULT_DATA = Path("data")
+PROGRESS_MIN_SEGMENTS = 4  # fewer segments than this finish too fast to need progress lines
+
+
+def _progress(index: int, total: int, path: Path) -> None:
+    if total >= PROGRESS_MIN_SEGMENTS:
+        print(f"  staging {path.name} ({index}/{total})", file=sys.stderr, flush=True)
+
+
+def _setup_logging() -> None:
+    logger = logging.getLogger("clickledger.pipeline")
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("warning: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+def _fail(exc: Exception) -> int:
+    print(f"clickledger: {exc}", file=sys.stderr)
+    return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from pipeline.errors import PipelineError
+    from pipeline.runner import run
+
+    try:
+        summary = run(args.data, skip_corrupt=args.skip_corrupt, progress=_progress)
+    except PipelineError as exc:
+        return _fail(exc)
+    print(summary.describe())
+    return 0
+
+
+def _credit(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from pipeline.errors import PipelineError
+    from pipeline.runner import credit
+
+    try:
+        report = credit(args.data, skip_corrupt=args.skip_corrupt, progress=_progress)
+    except PipelineError as exc:
+        return _fail(exc)
+    print(report.describe())
+    return 0
+
+
+def _parse_columns(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        ours, sep, theirs = pair.partition("=")
+        if not sep or not ours.strip() or not theirs.strip():
+            raise ValueError(f"--column wants ours=theirs (e.g. amount=Payout), got {pair!r}")
+        mapping[ours.strip()] = theirs.strip()
+    return mapping
+
+
+def _reconcile(args: argparse.Namespace) -> int:
+    _setup_logging()
+    from pipeline.errors import PipelineError
+    from pipeline.reconciliation import reconcile
+
+    try:
+        result = reconcile(args.data, partner=args.partner, statement=args.statement,
+                           columns=_parse_columns(args.column), date_basis=args.date_basis, tz=args.tz,
+                           start=args.start, end=args.end)
+        if args.out:
+            result.to_csv(args.out)
+    except (PipelineError, ValueError) as exc:
+        return _fail(exc)
+    print(result.describe())
+    if args.out:
+        print(f"  rows written to {args.out}")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the pipeline's subcommands to clickledger's parser."""
+    p = subparsers.add_parser("run", help="derive the warehouse tables from the log")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory (config.toml, log/)")
+    p.add_argument("--skip-corrupt", action="store_true",
+                   help="skip (and list) corrupt lines in the middle of a segment instead of refusing")
+    p.set_defaults(func=_run)
+
+    p = subparsers.add_parser("credit", help="append wallet credits for new counted earn conversions")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--skip-corrupt", action="store_true", help="as for run")
+    p.set_defaults(func=_credit)
+
+    p = subparsers.add_parser("reconcile", help="compare a partner's statement with our conversions")
+    p.add_argument("--partner", required=True, help="partner id, as in config.toml")
+    p.add_argument("--statement", required=True, type=Path, help="the partner's CSV statement")
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    p.add_argument("--out", type=Path, help="write one row per key to this CSV (spreadsheet-safe)")
+    p.add_argument("--date-basis", choices=("conversion", "click"), default="conversion",
+                   help="which of our times the statement's days refer to (default: conversion)")
+    p.add_argument("--tz", default="UTC", help="time zone of the statement's days (default: UTC)")
+    p.add_argument("--start", help="first day of the statement period, YYYY-MM-DD (default: from the file)")
+    p.add_argument("--end", help="last day of the statement period, YYYY-MM-DD (default: from the file)")
+    p.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
+                   help="map one of our column names to the statement's (repeatable), e.g. amount=Payout")
+    p.set_defaults(func=_reconcile)
+
+
+def demo_steps(data_dir: Path) -> int:
+    """`make demo`: run the pipeline and the credit job over the demo log, printing both summaries."""
+    _setup_logging()
+    from pipeline.errors import PipelineError
+    from pipeline.runner import credit, run
+
+    try:
+        summary = run(data_dir, progress=_progress)
+        print()
+        print(summary.describe())
+        report = credit(data_dir)
+        print()
+        print(report.describe())
+    except PipelineError as exc:
+        return _fail(exc)
+    return 0

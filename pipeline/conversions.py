@@ -1,0 +1,170 @@
+"""Conversions: one row per (click_id, transaction_id), and the consistency check against the log.
+
+A conversion is the postback record the receiver answered `recorded`; the later
+records of its pair (answered `duplicate`) are counted in `duplicates`. When the
+partner allowed status updates (the `status_updates` snapshot on the duplicate's own
+record) a later postback may move the status forward only:
+
+    pending -> approved | rejected,  approved -> rejected (a reversal)
+
+Every other later status is ignored. Because the allowed moves only go forward in
+the order pending < approved < rejected, the final status is the highest rank among
+the recorded status and the allowed updates, whatever order those updates arrive in;
+`status_history` lists the steps actually taken, in log order (seq).
+
+Amounts, commission and currency are those of the recorded postback (updates move
+the status, not the money). `counts` is true only for an approved conversion of a
+known, unexpired click with every needed fx rate.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from pipeline import fx
+from pipeline.errors import InconsistentEvent
+from pipeline.money import MONEY, mul, percent_of
+from pipeline.schemas import polars_schema
+
+KEY = ["click_id", "transaction_id"]
+STATUS_RANK = {"pending": 0, "approved": 1, "rejected": 2, "test": 3}
+UPDATE_STATUSES = ("approved", "rejected")
+
+
+def check_consistency(events: pl.DataFrame) -> list[InconsistentEvent]:
+    """Every disagreement between the receiver's answers and what the conversions can be built from."""
+    pb = events.filter((pl.col("kind") == "postback") & pl.col("result").is_in(["recorded", "duplicate"]))
+    problems: list[InconsistentEvent] = []
+
+    def add(frame: pl.DataFrame, problem) -> None:
+        for r in frame.iter_rows(named=True):
+            text = problem(r) if callable(problem) else problem
+            problems.append(InconsistentEvent(r["seq"], r["event_id"], r["click_id"], r["transaction_id"],
+                                              r["result"], text, r["segment"], r["line_no"]))
+
+    dup_seq = events.filter(pl.col("seq").is_duplicated())
+    add(dup_seq, "its seq is not unique in the log")
+    add(pb.filter(pl.col("click_id").is_null() | pl.col("transaction_id").is_null()),
+        "an accepted postback without click_id or transaction_id")
+    keyed = pb.filter(pl.col("click_id").is_not_null() & pl.col("transaction_id").is_not_null())
+    recorded = keyed.filter(pl.col("result") == "recorded").sort("seq")
+    add(recorded.filter(pl.col("amount").is_null() | pl.col("commission").is_null() | pl.col("status").is_null()),
+        "a recorded conversion without amount, commission or status")
+    first = recorded.group_by(KEY).agg(pl.col("seq").min().alias("first_seq"))
+    again = recorded.join(first, on=KEY).filter(pl.col("seq") != pl.col("first_seq"))
+    add(again, lambda r: f"a second `recorded` answer for a pair already recorded at seq {r['first_seq']}")
+    dupes = keyed.filter(pl.col("result") == "duplicate").join(first, on=KEY, how="left")
+    add(dupes.filter(pl.col("first_seq").is_null()), "a `duplicate` answer for a pair that was never recorded")
+    add(dupes.filter(pl.col("first_seq") > pl.col("seq")),
+        lambda r: f"a `duplicate` answer before the pair was recorded (at seq {r['first_seq']})")
+    return sorted(problems, key=lambda p: (p.seq or 0, p.problem))
+
+
+def status_steps(postbacks: pl.DataFrame) -> pl.DataFrame:
+    """Every recorded and duplicate postback of each pair in seq order, with what it did.
+
+    `before` is the rank of the pair's status just before the row; `applied` marks
+    a duplicate that moved the status forward; `updates_on` is the partner setting
+    that applied to the row (the row's own snapshot, else the recorded one's).
+    """
+    recorded = postbacks.filter(pl.col("result") == "recorded")
+    rec_updates = recorded.select(*KEY, pl.col("status_updates").alias("rec_status_updates"))
+    cols = [*KEY, "seq", "event_id", "received_at", "status", "status_raw"]
+    rows = pl.concat([
+        recorded.select(*cols, pl.lit(True).alias("is_recorded"), pl.col("status_updates").alias("updates_on")),
+        postbacks.filter(pl.col("result") == "duplicate").join(rec_updates, on=KEY, how="inner").select(
+            *cols, pl.lit(False).alias("is_recorded"),
+            pl.coalesce("status_updates", "rec_status_updates").alias("updates_on")),
+    ]).with_columns(pl.col("updates_on").fill_null(False))
+    rank = pl.col("status").replace_strict(STATUS_RANK, default=2, return_dtype=pl.Int8)
+    moves = pl.col("is_recorded") | (pl.col("updates_on") & pl.col("status").is_in(UPDATE_STATUSES))
+    rows = rows.with_columns(rank.alias("rank")).with_columns(
+        pl.when(moves).then(pl.col("rank")).otherwise(pl.lit(-1, dtype=pl.Int8)).alias("_eligible_rank"))
+    rows = rows.with_columns(
+        pl.col("_eligible_rank").cum_max().shift(1).over(KEY, order_by="seq").alias("before"))
+    rows = rows.with_columns(
+        (~pl.col("is_recorded") & moves & (pl.col("rank") > pl.col("before"))).fill_null(False).alias("applied"))
+    return rows.drop("_eligible_rank").sort([*KEY, "seq"])
+
+
+def fold_status(postbacks: pl.DataFrame) -> pl.DataFrame:
+    """Per pair: status, status_raw, status_history, status_updated_at, last event, updates, duplicates."""
+    steps = status_steps(postbacks)
+    kept = steps.filter(pl.col("is_recorded") | pl.col("applied"))
+    folded = kept.group_by(KEY).agg(
+        pl.col("status").sort_by("seq").alias("status_history"),
+        pl.col("status").sort_by("seq").last().alias("status"),
+        pl.col("status_raw").sort_by("seq").last().alias("status_raw"),
+        pl.col("received_at").sort_by("seq").last().alias("status_updated_at"),
+        pl.col("event_id").sort_by("seq").last().alias("last_event_id"),
+        pl.col("seq").max().alias("last_seq"),
+        (pl.len() - 1).cast(pl.Int64).alias("updates_applied"),
+    )
+    counts = steps.filter(~pl.col("is_recorded")).group_by(KEY).agg(pl.len().cast(pl.Int64).alias("duplicates"))
+    return folded.join(counts, on=KEY, how="left").with_columns(pl.col("duplicates").fill_null(0))
+
+
+def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
+                      base_currency: str) -> pl.DataFrame:
+    """The conversions table (see the module docstring for the rules)."""
+    recorded = postbacks.filter(pl.col("result") == "recorded").select(
+        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
+        pl.col("currency").alias("pb_currency"), pl.col("partner_id").alias("pb_partner_id"),
+        pl.col("offer_id").alias("pb_offer_id"), pl.col("affiliate_id").alias("pb_affiliate_id"),
+        pl.col("user_id").alias("pb_user_id"), pl.col("product_id").alias("pb_product_id"),
+        pl.col("click_source").alias("pb_click_source"), "dialect", "event_id", "seq",
+    )
+    folded = fold_status(postbacks)
+    click_cols = clicks.select(
+        "click_id", "clicked_at", "expires_at", pl.col("source").alias("click_source"), "partner_id", "offer_id",
+        "affiliate_id", "user_id", "product_id", "offer_currency", "revenue_share_percent", "revenue_share_fixed",
+        pl.lit(True).alias("click_known"),
+    )
+    conv = recorded.join(folded, on=KEY, how="left").join(click_cols, on="click_id", how="left")
+    conv = conv.with_columns(
+        pl.col("click_known").fill_null(False),
+        pl.coalesce("partner_id", "pb_partner_id").alias("partner_id"),
+        pl.coalesce("offer_id", "pb_offer_id").alias("offer_id"),
+        pl.coalesce("affiliate_id", "pb_affiliate_id").alias("affiliate_id"),
+        pl.coalesce("user_id", "pb_user_id").alias("user_id"),
+        pl.coalesce("product_id", "pb_product_id").alias("product_id"),
+        pl.coalesce("click_source", "pb_click_source").alias("click_source"),
+        pl.coalesce("pb_currency", "offer_currency", pl.lit("USD")).alias("currency"),
+        pl.coalesce("commission_sent", pl.col("commission") > 0).alias("commission_sent"),
+        pl.col("converted_at").dt.date().alias("day"),
+    )
+    conv = fx.attach_rate(conv, day="day", currency="currency", rates=rates, base_currency=base_currency,
+                          rate_col="fx_rate", date_col="fx_date")
+    payout_source = (pl.when(pl.col("commission_sent")).then(pl.lit("commission"))
+                     .when(pl.col("revenue_share_percent").is_not_null()).then(pl.lit("percent"))
+                     .when(pl.col("revenue_share_fixed").is_not_null()).then(pl.lit("fixed"))
+                     .otherwise(pl.lit(None, dtype=pl.String)))
+    conv = conv.with_columns(payout_source.alias("affiliate_payout_source"))
+    src = pl.col("affiliate_payout_source")
+    conv = conv.with_columns(
+        pl.when(src == "commission").then(pl.col("commission"))
+        .when(src == "percent").then(percent_of(pl.col("amount"), pl.col("revenue_share_percent")))
+        .when(src == "fixed").then(pl.col("revenue_share_fixed"))
+        .otherwise(pl.lit(None, dtype=MONEY)).alias("affiliate_payout"),
+        pl.when(src == "fixed").then(pl.coalesce("offer_currency", pl.lit("USD")))
+        .when(src.is_not_null()).then(pl.col("currency"))
+        .otherwise(pl.lit(None, dtype=pl.String)).alias("affiliate_payout_currency"),
+        mul(pl.col("amount"), pl.col("fx_rate")).alias("amount_base"),
+        mul(pl.col("commission"), pl.col("fx_rate")).alias("commission_base"),
+    )
+    conv = fx.attach_rate(conv, day="day", currency="affiliate_payout_currency", rates=rates,
+                          base_currency=base_currency, rate_col="payout_fx_rate", date_col="payout_fx_date")
+    conv = conv.with_columns(mul(pl.col("affiliate_payout"), pl.col("payout_fx_rate")).alias("affiliate_payout_base"))
+    expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
+    reason = (pl.when(pl.col("status") != "approved").then(pl.col("status"))
+              .when(~pl.col("click_known")).then(pl.lit("click_unknown"))
+              .when(expired).then(pl.lit("click_expired"))
+              .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))
+              .when(pl.col("fx_rate").is_null() | pl.col("payout_fx_rate").is_null()).then(pl.lit("fx_missing"))
+              .otherwise(pl.lit(None, dtype=pl.String)))
+    conv = conv.with_columns(reason.alias("not_counted_reason")).with_columns(
+        pl.col("not_counted_reason").is_null().alias("counts"),
+        pl.lit(base_currency).alias("base_currency"),
+    )
+    schema = polars_schema("conversions")
+    return conv.select(list(schema)).sort("seq").cast(schema)  # type: ignore[arg-type]

@@ -1,0 +1,126 @@
+"""postback_issues: every postback that did not record a counting conversion, with a reason support can act on.
+
+Sources:
+- refused postbacks (their error code, refined: an unknown click id is told apart as
+  an empty id, an unsubstituted macro, a malformed id or an unknown id with the
+  nearest known click id; a wrong key as missing, wrong, or another partner's);
+- `duplicate` postbacks that changed nothing (`duplicate`, `status_is_final` when the
+  partner's status is fixed at first insert, `status_change_not_allowed`), and `test`;
+- requests to unknown paths that carry a click id (`wrong_path`);
+- recorded conversions that cannot count for a reason outside the partner's status:
+  `fx_missing`, `click_unknown`, `click_expired`, `no_offer_terms`.
+"""
+
+from __future__ import annotations
+
+import re
+
+import polars as pl
+
+from pipeline.conversions import status_steps
+from pipeline.nearest import NearestClickIndex
+from pipeline.schemas import polars_schema
+from receiver.params import looks_like_macro
+
+UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+DETAILS = {
+    "empty_click_id": "No click id was sent (click_id, cid, clickid or clickId is missing or empty).",
+    "unsubstituted_macro": "The click id is a macro the partner's tracker did not fill in; fix the macro name "
+                           "in the postback URL.",
+    "malformed_click_id": "The click id is not one we generate (a UUID); check which value the tracker passes.",
+    "unknown_click_id": "No click with this id: wrong, stale or never captured at click time.",
+    "click_expired": "The click had expired when the postback arrived.",
+    "key_of_another_partner": "The api key belongs to another partner than the one owning the click's offer.",
+    "wrong_api_key": "The api key belongs to no partner (wrong, or regenerated).",
+    "missing_api_key": "No api key was sent (api_key parameter, X-API-Key header, or in the path).",
+    "campaign_mismatch": "campaign_id is not the campaign of this click.",
+    "missing_campaign_id": "ClickWall postbacks must carry campaign_id.",
+    "wrong_path": "Sent to a path we do not serve; postbacks go to /api/postback (or the partner's own route).",
+    "duplicate": "The same (click_id, transaction_id) was already recorded; send a distinct transaction_id "
+                 "for a separate conversion.",
+    "status_is_final": "This partner's status is final at first insert; the later status was ignored.",
+    "status_change_not_allowed": "Only pending -> approved/rejected and approved -> rejected are applied.",
+    "test_postback": "A test postback: answered, never recorded.",
+    "fx_missing": "Recorded, but no fx rate for its currency on or before its day: it does not count until "
+                  "fx_rates.csv has one.",
+    "click_unknown": "Recorded, but its click is not in the log: it does not count.",
+    "no_offer_terms": "Recorded, but no revenue share is known for its offer: it does not count.",
+}
+ERROR_REASONS = {
+    "click_id_required": "empty_click_id",
+    "api_key_required": "missing_api_key",
+    "campaign_id_required": "missing_campaign_id",
+    "campaign_mismatch": "campaign_mismatch",
+    "click_expired": "click_expired",
+}
+COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
+
+
+def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[str, str | None]:
+    """(reason, nearest known click id) for a click id we did not find."""
+    if click_id is None or not click_id.strip():
+        return "empty_click_id", None
+    if looks_like_macro(click_id):
+        return "unsubstituted_macro", None
+    nearest = index.find(click_id)
+    return ("unknown_click_id" if UUID_RE.match(click_id.strip()) else "malformed_click_id"), nearest
+
+
+def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataFrame,
+                 conversions: pl.DataFrame) -> pl.DataFrame:
+    schema = polars_schema("postback_issues")
+    base_cols = [c for c in schema if c not in ("reason", "nearest_click_id", "detail", "kind", "path")]
+
+    # duplicates that changed nothing
+    steps = status_steps(postbacks).filter(~pl.col("is_recorded") & ~pl.col("applied")).select(
+        "event_id",
+        pl.when(pl.col("rank") == pl.col("before")).then(pl.lit("duplicate"))
+        .when(~pl.col("updates_on")).then(pl.lit("status_is_final"))
+        .otherwise(pl.lit("status_change_not_allowed")).alias("reason"))
+    refused = postbacks.filter(~pl.col("result").is_in(["recorded", "duplicate"]))
+    not_found = refused.filter(pl.col("error") == "click_not_found")
+    nearest_rows: list[tuple[str, str, str | None]] = []
+    if not not_found.is_empty():
+        index = NearestClickIndex(clicks["click_id"].to_list())
+        for event_id, click_id in not_found.select("event_id", "click_id").iter_rows():
+            reason, nearest = classify_click_id(click_id, index)
+            nearest_rows.append((event_id, reason, nearest))
+    nearest = pl.DataFrame(nearest_rows, schema={"event_id": pl.String, "nf_reason": pl.String,
+                                                  "nearest_click_id": pl.String}, orient="row")
+    err = pl.col("error")
+    refused = refused.join(nearest, on="event_id", how="left").with_columns(
+        pl.when(pl.col("result") == "test").then(pl.lit("test_postback"))
+        .when(err == "click_not_found").then(pl.col("nf_reason"))
+        .when((err == "invalid_api_key") & pl.col("key_partner_id").is_not_null())
+        .then(pl.lit("key_of_another_partner"))
+        .when(err == "invalid_api_key").then(pl.lit("wrong_api_key"))
+        .otherwise(err.replace_strict(ERROR_REASONS, default=err, return_dtype=pl.String))
+        .fill_null(pl.col("result")).alias("reason"))
+    dupes = postbacks.join(steps, on="event_id", how="inner").with_columns(
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
+    counting = conversions.filter(pl.col("not_counted_reason").is_in(COUNTING_REASONS)).select(
+        "event_id", pl.col("not_counted_reason").alias("reason"))
+    recorded = postbacks.join(counting, on="event_id", how="inner").with_columns(
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
+    from_postbacks = pl.concat([
+        f.select(*base_cols, "reason", "nearest_click_id") for f in (refused, dupes, recorded)
+    ]).join(events.select("event_id", "kind", "path"), on="event_id", how="left")
+
+    unrouted = events.filter((pl.col("kind") == "unrouted") & pl.col("click_id").is_not_null()).with_columns(
+        pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
+        pl.coalesce("result", "error").alias("result"),
+        pl.lit("wrong_path").alias("reason"),
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+    )
+    rows = pl.concat([from_postbacks.select(list(schema)[:-1]),
+                      unrouted.select(list(schema)[:-1])], how="vertical_relaxed")
+    detail = pl.col("reason").replace_strict(DETAILS, default=None, return_dtype=pl.String)
+    rows = rows.with_columns(
+        pl.coalesce(detail, pl.concat_str(pl.lit("Refused with "), pl.col("reason"), pl.lit(".")))
+        .alias("detail"))
+    rows = rows.with_columns(
+        pl.when(pl.col("nearest_click_id").is_not_null())
+        .then(pl.concat_str(pl.col("detail"), pl.lit(" Did you mean "), pl.col("nearest_click_id"), pl.lit("?")))
+        .otherwise(pl.col("detail")).alias("detail"))
+    return rows.select(list(schema)).sort("seq").cast(schema)  # type: ignore[arg-type]

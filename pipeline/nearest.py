@@ -1,0 +1,114 @@
+"""Which known click id did a partner probably mean? (for `postback_issues.nearest_click_id`)
+
+A sent id is "near" a known one when, ignoring case, it is equal, one contains the
+other (a click id wrapped in quotes or braces, or with junk appended), one is a prefix
+or suffix of the other (a truncated id of at least 8 characters that fits only one
+known id), or the two are within
+Levenshtein distance 2 (a typo). Ties go to the smaller distance, then to the smaller
+id, so the answer is deterministic.
+
+The distance search uses a pigeonhole index: two edits can spoil at most two of an
+id's three thirds, so a candidate shares its anchored first third, its anchored last
+third, or its middle third (shifted by at most 2) with the id it is near. Only those
+candidates are compared, so the search stays cheap with millions of clicks.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+
+MAX_DISTANCE = 2
+MIN_AFFIX = 8
+UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
+    """Edit distance of a and b, or limit + 1 when it is larger than limit."""
+    if abs(len(a) - len(b)) > limit:
+        return limit + 1
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, start=1):
+        current = [i] + [0] * len(b)
+        best = i
+        for j, cb in enumerate(b, start=1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
+            best = min(best, current[j])
+        if best > limit:
+            return limit + 1
+        previous = current
+    return min(previous[-1], limit + 1)
+
+
+def _thirds(n: int) -> tuple[int, int]:
+    return n // 3, (2 * n) // 3
+
+
+class NearestClickIndex:
+    def __init__(self, click_ids: Iterable[str]):
+        self.original: dict[str, str] = {}
+        for cid in sorted(click_ids):
+            self.original.setdefault(cid.lower(), cid)
+        self.forward = sorted(self.original)
+        self.backward = sorted(k[::-1] for k in self.original)
+        self._parts: dict[tuple[str, int, str], list[str]] | None = None
+
+    def _index(self) -> dict[tuple[str, int, str], list[str]]:
+        if self._parts is None:
+            parts: dict[tuple[str, int, str], list[str]] = defaultdict(list)
+            for known in self.forward:
+                n = len(known)
+                if n < 6:
+                    continue
+                i, j = _thirds(n)
+                parts[("a", n, known[:i])].append(known)
+                parts[("b", n, known[i:j])].append(known)
+                parts[("c", n, known[j:])].append(known)
+            self._parts = parts
+        return self._parts
+
+    def _prefixed(self, sent: str, keys: list[str]) -> str | None:
+        """The one key starting with `sent`; None when none or several do (an ambiguous stub)."""
+        pos = bisect.bisect_left(keys, sent)
+        if pos < len(keys) and keys[pos].startswith(sent):
+            if pos + 1 < len(keys) and keys[pos + 1].startswith(sent):
+                return None
+            return keys[pos]
+        return None
+
+    def find(self, sent: str | None) -> str | None:
+        if not sent:
+            return None
+        q = sent.strip().lower()
+        if q in self.original:
+            return self.original[q]
+        for found in UUID_IN_TEXT.findall(q):
+            if found in self.original:
+                return self.original[found]
+        candidates: set[str] = set()
+        if len(q) >= MIN_AFFIX:
+            hit = self._prefixed(q, self.forward)
+            if hit:
+                candidates.add(hit)
+            hit = self._prefixed(q[::-1], self.backward)
+            if hit:
+                candidates.add(hit[::-1])
+            for known in (self.forward[max(0, bisect.bisect_right(self.forward, q) - 1)],) if self.forward else ():
+                if q.startswith(known) and len(known) >= MIN_AFFIX:
+                    candidates.add(known)
+        if candidates:
+            return self.original[min(candidates, key=lambda k: (abs(len(k) - len(q)), k))]
+        parts = self._index()
+        m = len(q)
+        for n in range(max(6, m - MAX_DISTANCE), m + MAX_DISTANCE + 1):
+            i, j = _thirds(n)
+            candidates.update(parts.get(("a", n, q[:i]), ()))
+            candidates.update(parts.get(("c", n, q[m - (n - j):] if n - j <= m else ""), ()))
+            for shift in range(-MAX_DISTANCE, MAX_DISTANCE + 1):
+                if i + shift >= 0:
+                    candidates.update(parts.get(("b", n, q[i + shift:j + shift]), ()))
+        scored = [(levenshtein(q, k), k) for k in candidates]
+        scored = [s for s in scored if s[0] <= MAX_DISTANCE]
+        return self.original[min(scored)[1]] if scored else None

@@ -1,0 +1,230 @@
+"""Staging: every log record becomes one typed row, one segment at a time.
+
+This is the only layer that knows the log's JSON shape (docs/log-format.md). It
+renames nothing the contract names, flattens `fields`, and casts: `received_at` and
+`expires_at` to `Datetime("us", "UTC")`, amounts and revenue shares to
+`Decimal(38, 8)` (exact; the receiver never writes more than 8 places), and
+`custom_data` to JSON text with sorted keys (its values are whatever partners sent,
+so it has no fixed struct type).
+
+Each closed segment's staged rows are cached as Parquet under
+DATA/warehouse/staging/, keyed by segment name, size and mtime (and the staging
+version), so a later run restages only new or grown segments. Staging is a pure
+function of a segment's bytes, so a cached run equals a full run. A segment with a
+bad line is never cached, so its warning is repeated on every run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import polars as pl
+
+from pipeline.errors import CorruptLogError
+from pipeline.money import MONEY
+from receiver.log import BadLine, check_line, segment_paths
+
+log = logging.getLogger("clickledger.pipeline")
+
+STAGING_VERSION = 1
+TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
+UTC_TS = pl.Datetime("us", "UTC")
+
+# top-level record members kept as text / integers
+_TOP_TEXT = ("event_id", "received_at", "kind", "route", "method", "path", "query", "result", "error",
+             "remote_addr", "forwarded_for", "user_agent", "referer", "content_type")
+_TOP_INT = ("seq", "http_status", "body_bytes")
+# members of `fields`, by kind of value
+FIELD_TEXT = ("dialect", "click_id", "transaction_id", "transaction_id_source", "status_raw", "status",
+              "amount", "commission", "currency", "currency_source", "campaign_id", "key_source",
+              "key_fingerprint", "key_partner_id", "partner_id", "offer_id", "affiliate_id", "user_id",
+              "product_id", "click_source", "source", "slug", "task_url", "expires_at", "redirect_url",
+              "offer_currency", "revenue_share_percent", "revenue_share_fixed")
+FIELD_BOOL = ("commission_sent", "key_present", "status_updates")
+_DECIMAL_FIELDS = ("amount", "commission", "revenue_share_percent", "revenue_share_fixed")
+
+RAW_SCHEMA: dict[str, pl.DataType] = {
+    **{name: pl.Int64() for name in _TOP_INT},
+    **{name: pl.String() for name in _TOP_TEXT},
+    "custom_data": pl.String(),
+    "segment": pl.String(),
+    "line_no": pl.Int64(),
+    **{name: pl.String() for name in FIELD_TEXT},
+    **{name: pl.Boolean() for name in FIELD_BOOL},
+}
+STAGED_SCHEMA: dict[str, pl.DataType] = {
+    **RAW_SCHEMA,
+    "received_at": UTC_TS,
+    "expires_at": UTC_TS,
+    **{name: MONEY for name in _DECIMAL_FIELDS},
+}
+
+
+@dataclass
+class StagedLog:
+    """All staged rows in seq order, and what reading the log found on the way."""
+
+    events: pl.DataFrame
+    segments: list[Path] = field(default_factory=list)
+    skipped: list[BadLine] = field(default_factory=list)
+    cached: int = 0  # segments read from the staging cache
+
+    @property
+    def torn(self) -> list[BadLine]:
+        return [b for b in self.skipped if b.torn]
+
+    @property
+    def corrupt(self) -> list[BadLine]:
+        return [b for b in self.skipped if not b.torn]
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
+    """(line number, record or BadLine) of one segment.
+
+    The twin of receiver.log.iter_segment (same checks, via check_line), but it
+    also yields line numbers, so errors can name the exact line.
+    """
+    data = path.read_bytes()
+    offset, line_no, size = 0, 0, len(data)
+    while offset < size:
+        end = data.find(b"\n", offset)
+        terminated = end != -1
+        if not terminated:
+            end = size
+        line_no += 1
+        line = data[offset:end]
+        record = check_line(line) if terminated else None
+        if record is None and line.strip():
+            yield line_no, BadLine(path, line_no, offset, not terminated, line[:120])
+        elif record is not None:
+            yield line_no, record
+        offset = end + 1
+
+
+def _text(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
+
+
+def _bool(value: Any) -> bool | None:
+    return value if isinstance(value, bool) else None
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _json(value: Any) -> str | None:
+    if value is None:
+        return None
+    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
+
+
+def _row(record: dict[str, Any], segment: str, line_no: int) -> tuple[Any, ...]:
+    fields = record.get("fields")
+    if not isinstance(fields, dict):
+        fields = {}
+    return (
+        *(_int(record.get(name)) for name in _TOP_INT),
+        *(_text(record.get(name)) for name in _TOP_TEXT),
+        _json(record.get("custom_data")),
+        segment,
+        line_no,
+        *(_text(fields.get(name)) for name in FIELD_TEXT),
+        *(_bool(fields.get(name)) for name in FIELD_BOOL),
+    )
+
+
+def stage_rows(rows: list[tuple[Any, ...]]) -> pl.DataFrame:
+    """Typed staged frame from raw row tuples (in RAW_SCHEMA column order)."""
+    raw = pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row")
+    return raw.with_columns(
+        pl.col("received_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
+        pl.col("expires_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
+        *(pl.col(name).str.to_decimal(scale=8).cast(MONEY) for name in _DECIMAL_FIELDS),
+    ).select(list(STAGED_SCHEMA))
+
+
+def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
+    """One segment's staged rows; bad lines go to `on_bad` (which may raise)."""
+    rows = []
+    for line_no, item in iter_lines(path):
+        if isinstance(item, BadLine):
+            on_bad(item)
+        else:
+            rows.append(_row(item, path.name, line_no))
+    return stage_rows(rows)
+
+
+def empty_events() -> pl.DataFrame:
+    return pl.DataFrame(schema=STAGED_SCHEMA)
+
+
+def _cache_name(path: Path) -> str:
+    st = path.stat()
+    return f"{path.stem}.{st.st_size}.{st.st_mtime_ns}.v{STAGING_VERSION}.parquet"
+
+
+def stage_log(
+    log_dir: Path,
+    *,
+    cache_dir: Path | None = None,
+    skip_corrupt: bool = False,
+    progress: Callable[[int, int, Path], None] | None = None,
+) -> StagedLog:
+    """Stage every segment of `log_dir` (cached per segment when `cache_dir` is given).
+
+    A torn last line is skipped with a warning. A corrupt line elsewhere raises
+    CorruptLogError naming segment and line, unless `skip_corrupt`; then it is
+    skipped and reported in `StagedLog.skipped`.
+    """
+    paths = segment_paths(log_dir)
+    staged = StagedLog(empty_events(), paths)
+    frames: list[pl.DataFrame] = []
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    for index, path in enumerate(paths, start=1):
+        if progress is not None:
+            progress(index, len(paths), path)
+        cached = cache_dir / _cache_name(path) if cache_dir is not None else None
+        if cached is not None and cached.exists():
+            frames.append(pl.read_parquet(cached))
+            staged.cached += 1
+            continue
+        bad_here: list[BadLine] = []
+
+        def on_bad(bad: BadLine) -> None:
+            if not bad.torn and not skip_corrupt:
+                raise CorruptLogError(bad.segment, bad.line_no, bad.excerpt)
+            what = "torn last" if bad.torn else "corrupt"
+            log.warning("skipping %s line %d of %s: %r", what, bad.line_no, bad.segment.name, bad.excerpt[:60])
+            bad_here.append(bad)
+
+        frame = stage_segment(path, on_bad)
+        staged.skipped.extend(bad_here)
+        frames.append(frame)
+        if cached is not None and not bad_here:
+            for old in cache_dir.glob(f"{path.stem}.*.parquet"):
+                old.unlink(missing_ok=True)
+            tmp = cached.with_suffix(".tmp")
+            frame.write_parquet(tmp)
+            os.replace(tmp, cached)
+    if cache_dir is not None:  # forget caches of segments that no longer exist
+        names = {p.stem for p in paths}
+        for old in cache_dir.glob("segment-*.parquet"):
+            if old.name.split(".")[0] not in names:
+                old.unlink(missing_ok=True)
+    if frames:
+        staged.events = pl.concat(frames, how="vertical").sort("seq", maintain_order=True)
+    return staged

@@ -1,0 +1,118 @@
+"""The warehouse: DATA/warehouse/<table>.parquet, warehouse.duckdb, and the notebook API.
+
+`load(data)` reads the tables written by `clickledger run` as Polars DataFrames;
+`Warehouse.sql("select ...")` runs DuckDB SQL over them (each table is a view of
+its Parquet file, so DuckDB reads it without copying). Polars and DuckDB exchange
+data through Parquet files, which keeps exact Decimal and UTC timestamp types and
+needs no pyarrow.
+
+Parquet files are written deterministically (sorted rows, no run timestamps), so
+the same log gives byte-identical files. warehouse.duckdb holds the same tables but
+is not byte-identical between runs (DuckDB's file layout is not deterministic).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.errors import WarehouseNotFoundError
+
+TABLES = ("clicks", "postbacks", "conversions", "earnings", "postback_issues", "wallet_credits",
+          "wallet_balances", "fx_rates")
+WAREHOUSE_DIR = "warehouse"
+DUCKDB_FILE = "warehouse.duckdb"
+
+
+def _quote(path: Path) -> str:
+    return "'" + str(path).replace("'", "''") + "'"
+
+
+class Warehouse:
+    """Every table as a Polars DataFrame (`wh.conversions`, ...), plus `sql()` over them."""
+
+    clicks: pl.DataFrame
+    postbacks: pl.DataFrame
+    conversions: pl.DataFrame
+    earnings: pl.DataFrame
+    postback_issues: pl.DataFrame
+    wallet_credits: pl.DataFrame
+    wallet_balances: pl.DataFrame
+    fx_rates: pl.DataFrame
+
+    def __init__(self, tables: dict[str, pl.DataFrame], directory: Path | None = None):
+        self.tables = dict(tables)
+        self.directory = directory
+        for name, frame in self.tables.items():
+            setattr(self, name, frame)
+
+    def __repr__(self) -> str:
+        sizes = ", ".join(f"{n}={f.height}" for n, f in self.tables.items())
+        return f"Warehouse({self.directory or 'in memory'}: {sizes})"
+
+    def sql(self, query: str) -> pl.DataFrame:
+        """Run DuckDB SQL over the tables (by name) and return the result as a Polars DataFrame."""
+        import duckdb
+
+        with tempfile.TemporaryDirectory(prefix="clickledger-sql-") as tmp:
+            tmp_dir = Path(tmp)
+            con = duckdb.connect()
+            try:
+                for name, frame in self.tables.items():
+                    path = self.directory / f"{name}.parquet" if self.directory else None
+                    if path is None or not path.exists():
+                        path = tmp_dir / f"{name}.parquet"
+                        frame.write_parquet(path)
+                    con.execute(f"create view {name} as select * from read_parquet({_quote(path)})")
+                out = tmp_dir / "result.parquet"
+                con.execute(f"copy ({query.strip().rstrip(';')}) to {_quote(out)} (format parquet)")
+            finally:
+                con.close()
+            return pl.read_parquet(out)
+
+
+def warehouse_dir(data_dir: Path) -> Path:
+    return Path(data_dir) / WAREHOUSE_DIR
+
+
+def write_tables(directory: Path, tables: dict[str, pl.DataFrame]) -> None:
+    """Each table to <name>.parquet (atomic replace), then warehouse.duckdb rebuilt from them."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, frame in tables.items():
+        tmp = directory / f".{name}.parquet.tmp"
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        os.replace(tmp, directory / f"{name}.parquet")
+    write_duckdb(directory, tables)
+
+
+def write_duckdb(directory: Path, names: Iterable[str]) -> None:
+    import duckdb
+
+    tmp = directory / f".{DUCKDB_FILE}.tmp"
+    tmp.unlink(missing_ok=True)
+    con = duckdb.connect(str(tmp))
+    try:
+        for name in names:
+            path = directory / f"{name}.parquet"
+            if path.exists():
+                con.execute(f"create table {name} as select * from read_parquet({_quote(path)})")
+    finally:
+        con.close()
+    os.replace(tmp, directory / DUCKDB_FILE)
+    shutil.rmtree(directory / f".{DUCKDB_FILE}.tmp.wal", ignore_errors=True)
+
+
+def load(data_dir: str | os.PathLike[str]) -> Warehouse:
+    """The warehouse of DATA (written by `clickledger run`) as Polars DataFrames."""
+    directory = warehouse_dir(Path(data_dir))
+    missing = [n for n in TABLES if not (directory / f"{n}.parquet").exists()]
+    if missing:
+        raise WarehouseNotFoundError(
+            f"no warehouse tables in {directory} (missing {', '.join(missing)}): run "
+            f"`clickledger run --data {data_dir}` first, or pipeline.run({str(data_dir)!r})")
+    return Warehouse({n: pl.read_parquet(directory / f"{n}.parquet") for n in TABLES}, directory)

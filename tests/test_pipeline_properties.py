@@ -1,0 +1,141 @@
+"""Property tests: dedup, status updates and the credit ledger are idempotent and order-independent."""
+
+from __future__ import annotations
+
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import polars as pl
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pipeline_helpers import LogBuilder, cid, conversions_from_records, make_data_dir
+
+from pipeline.conversions import STATUS_RANK
+from pipeline.runner import derive
+from pipeline.wallet import credit_batch, ledger_path, read_ledger
+
+RAW_STATUSES = ["approved", "confirmed", "pending", "hold", "rejected", "reversed", "weird", None]
+PROFILE = settings(max_examples=30, deadline=None)
+ORDER_FREE = ["click_id", "transaction_id", "status", "counts", "amount", "amount_base", "affiliate_payout_base",
+              "duplicates", "converted_at", "event_id"]
+
+pairs = st.lists(
+    st.tuples(
+        st.sampled_from(RAW_STATUSES),  # status of the recorded postback
+        st.lists(st.sampled_from(RAW_STATUSES), max_size=4),  # statuses of the later postbacks
+        st.booleans(),  # the partner's status_updates
+        st.sampled_from(["10", "0.5", "123.45678901"[:10]]),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def build(spec, order: list[int]) -> list[dict]:
+    """Records: clicks and recorded postbacks first, then every later postback in `order`, seq reassigned."""
+    b = LogBuilder()
+    later = []
+    for i, (first, updates, allowed, amount) in enumerate(spec, start=1):
+        b.click(cid(i), offer_id="moustache-survey")
+        b.postback(cid(i), status=first, amount=amount, status_updates=allowed, dialect="publisher")
+        later += [(i, s, allowed) for s in updates]
+    for index in order:
+        i, status, allowed = later[index]
+        b.postback(cid(i), status=status, result="duplicate", status_updates=allowed, dialect="publisher")
+    return b.records
+
+
+def later_count(spec) -> int:
+    return sum(len(u) for _, u, _, _ in spec)
+
+
+@PROFILE
+@given(spec=pairs, data=st.data())
+def test_shuffled_duplicate_postbacks_give_the_same_conversions(spec, data):
+    n = later_count(spec)
+    order = data.draw(st.permutations(list(range(n))))
+    straight = conversions_from_records(build(spec, list(range(n))))
+    shuffled = conversions_from_records(build(spec, list(order)))
+    assert straight.select(ORDER_FREE).equals(shuffled.select(ORDER_FREE))
+    # without status updates nothing depends on order, the history included
+    fixed = [i for i, (_, _, allowed, _) in enumerate(spec) if not allowed]
+    keep = pl.col("click_id").is_in([cid(i + 1) for i in fixed])
+    assert straight.filter(keep).equals(shuffled.filter(keep).with_columns(
+        straight.filter(keep).select("status_updated_at", "last_event_id", "last_seq")))
+
+
+@PROFILE
+@given(spec=pairs)
+def test_final_status_is_the_furthest_allowed_step(spec):
+    conversions = conversions_from_records(build(spec, list(range(later_count(spec)))))
+    from receiver.params import normalise_status
+
+    for i, (first, updates, allowed, _) in enumerate(spec, start=1):
+        row = conversions.filter(pl.col("click_id") == cid(i)).row(0, named=True)
+        start = normalise_status(first)
+        steps = [normalise_status(s) for s in updates if normalise_status(s) in ("approved", "rejected")]
+        expected = max([start, *steps] if allowed else [start], key=STATUS_RANK.__getitem__)
+        assert row["status"] == expected
+        assert row["status_history"][0] == start and row["status_history"][-1] == expected
+        ranks = [STATUS_RANK[s] for s in row["status_history"]]
+        assert ranks == sorted(set(ranks))  # strictly forward
+        assert row["duplicates"] == len(updates)
+
+
+@PROFILE
+@given(spec=pairs)
+def test_derivation_is_idempotent(spec):
+    records = build(spec, list(range(later_count(spec))))
+    assert conversions_from_records(records).equals(conversions_from_records(records))
+
+
+earn_specs = st.lists(st.tuples(st.sampled_from(["u1", "u2"]), st.sampled_from(["completed", "pending", "rejected"]),
+                                st.sampled_from(["1", "2.5", "9.99", "0.03"]),
+                                st.sampled_from([None, "reversed", "completed"])),
+                      min_size=1, max_size=5)
+
+
+def earn_log(spec, with_updates: bool) -> LogBuilder:
+    b = LogBuilder()
+    for i, (user, status, amount, _) in enumerate(spec, start=1):
+        b.click(cid(i), offer_id="taskwall-tasks", user_id=user, product_id="task-1", ttl_hours=24)
+        b.postback(cid(i), status=status, amount=amount, dialect="earn", status_updates=True)
+    if with_updates:
+        for i, (_, _, _, update) in enumerate(spec, start=1):
+            if update:
+                b.postback(cid(i), status=update, result="duplicate", dialect="earn", status_updates=True)
+    return b
+
+
+@PROFILE
+@given(spec=earn_specs, cut=st.floats(min_value=0, max_value=1))
+def test_credit_batches_are_idempotent_and_crash_safe(spec, cut):
+    now = datetime(2024, 5, 3, tzinfo=UTC)
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data_dir(Path(tmp) / "data")
+        b = earn_log(spec, with_updates=False)
+        b.write(data)
+        conv = derive(data, use_cache=False)[0]["conversions"]
+        credit_batch(data, conv, base_currency="USD", now=now, batch_id="one")
+        b = earn_log(spec, with_updates=True)  # later: updates and reversals arrive
+        b.write(data)
+        conv = derive(data, use_cache=False)[0]["conversions"]
+        credit_batch(data, conv, base_currency="USD", now=now, batch_id="two")
+        path = ledger_path(data)
+        complete = path.read_bytes()
+        # a second batch credits nothing new
+        assert credit_batch(data, conv, base_currency="USD", now=now, batch_id="three").appended == []
+        assert path.read_bytes() == complete
+        # a crash half way through writing: the retry ends with the same entries, each once
+        path.write_bytes(complete[: int(len(complete) * cut)])
+        credit_batch(data, conv, base_currency="USD", now=now, batch_id="retry")
+        entries = read_ledger(path).entries
+        ids = [e["entry_id"] for e in entries]
+        assert len(ids) == len(set(ids))
+        full = {line.split(b'"entry_id":"')[1][:32].decode() for line in complete.splitlines()}
+        assert set(ids) == full
+        # at most one credit and one debit per conversion; a debit only after a credit
+        for i in range(1, len(spec) + 1):
+            kinds = [e["kind"] for e in entries if e["click_id"] == cid(i)]
+            assert kinds in ([], ["credit"], ["credit", "debit"])
