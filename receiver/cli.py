@@ -31,7 +31,8 @@ def _simulate(args: argparse.Namespace) -> int:
 def _demo(args: argparse.Namespace) -> int:
     from receiver.demo import run_demo
 
-    return run_demo(args.data, port=args.port, clicks=args.clicks, seed=args.seed)
+    return run_demo(args.data, port=args.port, clicks=args.clicks, seed=args.seed,
+                    history_days=args.history_days)
 
 
 NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
@@ -74,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="create data/demo, serve it, simulate traffic, and stop")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA / "demo")
     p.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    p.add_argument("--clicks", type=int, default=600)
+    p.add_argument("--clicks", type=int, default=250, help="clicks per day")
+    p.add_argument("--history-days", type=int, default=13,
+                   help="days of history before today, sent in-process with a simulated clock")
     p.add_argument("--seed", type=int, default=7)
     p.set_defaults(func=_demo)
 

@@ -85,7 +85,10 @@ def is_under(candidate: str, base: str) -> bool:
     """
     if "\\" in candidate or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in candidate):
         return False
-    a, b = urlsplit(candidate), urlsplit(base)
+    try:
+        a, b = urlsplit(candidate), urlsplit(base)
+    except ValueError:  # e.g. "https://[host/" or a host with a fullwidth "／" (NFKC check): not a URL we serve
+        return False
     if a.scheme.lower() != b.scheme.lower() or a.netloc.lower() != b.netloc.lower() or "@" in a.netloc:
         return False
     if any(unquote(segment) in (".", "..") for segment in a.path.split("/")):

@@ -10,6 +10,7 @@ The demo config has one partner per seed document:
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 
 DEMO_CONFIG = """\
@@ -168,12 +170,22 @@ def write_demo_config(data_dir: Path, public_url: str = "http://127.0.0.1:8080")
 
 
 def write_fx_rates(data_dir: Path, today: date | None = None, days: int = 30) -> Path:
-    """DATA/fx_rates.csv: date,currency,rate (units of USD for one unit of currency)."""
+    """DATA/fx_rates.csv: date,currency,rate (units of USD for one unit of currency).
+
+    Rates drift a little from day to day (deterministically), so the rate-of-the-day
+    rule shows in the demo; weekends have no rates, as with central-bank fixings, so the
+    latest-earlier-rate rule shows too.
+    """
     today = today or datetime.now(UTC).date()
     lines = ["date,currency,rate"]
     for back in range(days, -1, -1):
         day = today - timedelta(days=back)
-        lines += [f"{day.isoformat()},{cur},{rate}" for cur, rate in FX_RATES.items()]
+        if day.weekday() >= 5:
+            continue
+        drift = Decimal(str(round(math.sin(day.toordinal() / 3) / 100, 4)))
+        for cur, rate in FX_RATES.items():
+            value = Decimal(rate) if cur == "USD" else (Decimal(rate) * (1 + drift)).quantize(Decimal("0.0001"))
+            lines.append(f"{day.isoformat()},{cur},{value}")
     path = data_dir / "fx_rates.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
@@ -227,9 +239,9 @@ def stop_receiver(proc: subprocess.Popen, timeout: float = 15.0) -> None:
             proc.wait()
 
 
-def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 600, seed: int = 7) -> int:
-    """A fresh demo: config, receiver, simulated traffic, then the pipeline over the log."""
-    from receiver.simulate import simulate
+def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7, history_days: int = 13) -> int:
+    """A fresh demo: config, two weeks of history, today's traffic over HTTP, then the pipeline."""
+    from receiver.simulate import simulate, simulate_history
 
     data_dir = Path(data_dir)
     for generated in ("log", "warehouse", "ledger"):
@@ -238,10 +250,16 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 600, seed: int = 7)
     url = f"http://127.0.0.1:{port}"
     write_demo_config(data_dir, public_url=url)
     write_fx_rates(data_dir)
+    if history_days:
+        past = simulate_history(data_dir, days=history_days, clicks_per_day=clicks, seed=seed)
+        print(f"history: {history_days} days before today, {sum(p.total_sent for p in past)} requests "
+              f"through the receiver in-process with a simulated clock "
+              f"({sum(p.recorded for p in past)} recorded, "
+              f"{sum(sum(p.unexpected.values()) for p in past)} unexpected answers)")
     proc = start_receiver(data_dir, port)
     try:
         wait_healthy(url, proc=proc)
-        print(f"receiver up at {url}; simulating traffic ({clicks} clicks, seed {seed})...", flush=True)
+        print(f"receiver up at {url}; simulating today's traffic ({clicks} clicks, seed {seed})...", flush=True)
         summary = simulate(url, data_dir, clicks=clicks, seed=seed)
     finally:
         stop_receiver(proc)

@@ -39,6 +39,7 @@ LOG_FORMAT_VERSION = 1
 SEGMENT_GLOB = "segment-*.ndjson"
 SEGMENT_RE = re.compile(r"^segment-(\d{8})\.ndjson$")
 _CRC_PREFIX_LEN = len(b'{"crc32":"00000000",')
+_CRC_DIGITS_RE = re.compile(rb"[0-9a-f]{8}")
 DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
 
 
@@ -73,10 +74,10 @@ def check_line(line: bytes) -> dict[str, Any] | None:
     line = line.rstrip(b"\n")
     if len(line) <= _CRC_PREFIX_LEN or not line.startswith(b'{"crc32":"'):
         return None
-    try:
-        expected = int(line[10:18], 16)
-    except ValueError:
+    digits = line[10:18]
+    if not _CRC_DIGITS_RE.fullmatch(digits):  # int(x, 16) would also take "A", " 1", "+1", "0_1"
         return None
+    expected = int(digits, 16)
     if line[18:20] != b'",' or zlib.crc32(b"{" + line[_CRC_PREFIX_LEN:]) != expected:
         return None
     try:

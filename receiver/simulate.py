@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import itertools
 import json
 import random
 import sys
@@ -27,6 +28,7 @@ from collections import Counter
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 from typing import Any
@@ -1047,6 +1049,77 @@ def _check_health(sender: _Sender, summary: SimulationSummary) -> None:
                               f"answered {outcome.status} {outcome.code}")
 
 
+class _AppClient:
+    """The `_Client` interface over an in-process receiver: same app, same log, no sockets.
+
+    Used for history, where the receiver's clock is simulated; every request still goes
+    through the receiver's own code and becomes one durable log record.
+    """
+
+    def __init__(self, app: Any, remote_addrs: tuple[str, ...]):
+        from falcon.testing import TestClient
+
+        self._client = TestClient(app)
+        self._addrs = remote_addrs
+        self._turn = itertools.count()
+        self.url = "in-process receiver"
+        self.netloc = urlsplit(app.receiver.config.public_url).netloc.lower()
+
+    def send(self, request: _Request, timeout: float) -> tuple[int, str | None, bytes, bool]:
+        path, _, query = request.target.partition("?")
+        result = self._client.simulate_request(
+            request.method, path, query_string=query or None, body=request.body,
+            headers=request.headers, remote_addr=self._addrs[next(self._turn) % len(self._addrs)])
+        return result.status_code, result.headers.get("location"), result.content, False
+
+    def close(self) -> None:
+        pass
+
+
+def simulate_history(data_dir: Path, *, days: int, clicks_per_day: int = 200, seed: int = 1,
+                     end: datetime | None = None) -> list[SimulationSummary]:
+    """Past days of traffic, each day's plan sent through an in-process receiver whose clock
+    walks through that day, so the log holds a realistic history (for demos and notebooks).
+
+    Days are the `days` UTC days before `end`'s day (default: today), oldest first; volume
+    varies by weekday. Must run before any receiver serves `data_dir` (one writer per log).
+    """
+    from receiver.app import create_app
+
+    config, keys = load(data_dir)
+    today = (end or datetime.now(UTC)).replace(hour=0, minute=0, second=0, microsecond=0)
+    rng = random.Random(seed)
+    summaries = []
+    for back in range(days, 0, -1):
+        day_start = today - timedelta(days=back)
+        volume = max(10, int(clicks_per_day * (0.75 if day_start.weekday() >= 5 else 1.0)
+                             * rng.uniform(0.8, 1.2)))
+        plan = plan_traffic(config, keys, volume, seed * 1000 + back)
+        spacing = timedelta(seconds=(20 * 3600) / max(1, len(plan)))
+        ticks = itertools.count()
+        opening = day_start + timedelta(hours=2)
+
+        def clock(opening: datetime = opening, spacing: timedelta = spacing,
+                  ticks: Any = ticks) -> datetime:
+            return opening + spacing * next(ticks)
+
+        app = create_app(Path(data_dir), clock=clock)
+        try:
+            client = _AppClient(app, _HISTORY_ADDRS)
+            summary = SimulationSummary(f"history {day_start.date().isoformat()}", seed, volume,
+                                        planned=len(plan))
+            started = time.monotonic()
+            _run_plan(plan, _Sender(client, started + TIME_LIMIT), summary)  # type: ignore[arg-type]
+            summary.elapsed = time.monotonic() - started
+        finally:
+            app.receiver.close()
+        summaries.append(summary)
+    return summaries
+
+
+_HISTORY_ADDRS = ("203.0.113.7", "198.51.100.23", "192.0.2.44", "203.0.113.81", "198.51.100.9")
+
+
 def load(data_dir: Path) -> tuple[Config, dict[str, str]]:
     """The config and the partners' plaintext keys, or a SimulationError saying what is missing."""
     path = Path(data_dir) / "config.toml"
@@ -1086,4 +1159,4 @@ def main(args: argparse.Namespace) -> int:
 
 
 __all__ = ["SimulationError", "SimulationSummary", "Step", "Target", "main", "plan_traffic",
-           "plain_keys", "simulate"]
+           "plain_keys", "simulate", "simulate_history"]
