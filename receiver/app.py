@@ -24,7 +24,7 @@ from receiver.clicks import earn_click, link_click
 from receiver.config import ConfigStore
 from receiver.errors import HTTP_STATUS, Refusal
 from receiver.indexes import ClickIndex, ConversionIndex, rebuild_indexes
-from receiver.log import LogWriteError, SegmentWriter, iter_log
+from receiver.log import LogRecordError, LogWriteError, SegmentWriter, iter_log
 from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
 from receiver.postbacks import DIALECTS, PostbackInput, decide_postback
 from receiver.timeutil import format_utc, utc_now
@@ -148,7 +148,14 @@ class RequestRecorder:
 
     def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
-        self.receiver.writer.append(self.build_record(req, resp))
+        record = self.build_record(req, resp)
+        try:
+            self.receiver.writer.append(record)
+        except LogRecordError as exc:
+            # Parsed values that JSON cannot hold must not cost the raw request its record.
+            log.error("logging %s %s without its parsed fields: %s", req.method, req.path, exc)
+            record.update(fields={"unencodable": str(exc)[:200]}, custom_data={})
+            self.receiver.writer.append(record)
         req.context.recorded = True
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,

@@ -56,6 +56,10 @@ class LogWriteError(LogError):
         super().__init__(message)
 
 
+class LogRecordError(LogError, ValueError):
+    """A record that cannot be encoded as JSON (nothing was written for it)."""
+
+
 class LogLockedError(LogError):
     """Another process is already writing this log directory."""
 
@@ -210,8 +214,9 @@ class SegmentWriter:
         data = b"".join(lines)
         if self._fd is None or self._segment_size >= self.max_segment_bytes:
             if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+                fd, self._fd = self._fd, None  # never keep a descriptor that may be closed (and reused)
+                with contextlib.suppress(OSError):  # its records are fsync'd already
+                    os.close(fd)
             self._open_segment()
         good_size = self._segment_size
         try:
@@ -232,10 +237,14 @@ class SegmentWriter:
             if self.closed:
                 raise LogWriteError("the log writer is closed", path=self.log_dir)
             seq = self._next_seq
-            self._next_seq += 1
             record["seq"] = seq
+            try:
+                line = encode_record(record)
+            except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
+                raise LogRecordError(f"record cannot be encoded: {exc}") from exc
+            self._next_seq += 1
             ticket: list[LogWriteError | None] = [None]
-            self._pending.append(encode_record(record))
+            self._pending.append(line)
             self._tickets.append(ticket)
             my_batch = self._open_batch
             while self._done_batch < my_batch:

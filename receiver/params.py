@@ -50,6 +50,9 @@ STATUS_MAP: dict[str, str] = {
 DEFAULT_STATUS = "confirmed"  # seed 003: a postback without status is confirmed
 
 MAX_DECIMALS = 8
+# orjson reads JSON 1024 levels deep but writes only 255: a deeper body could never be logged
+# (its record would fail to encode), so it is refused as invalid_body, and logged raw.
+MAX_JSON_DEPTH = 64
 MAX_AMOUNT = Decimal("1e12")
 _CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 
@@ -134,10 +137,26 @@ def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
             raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
         if not isinstance(data, dict):
             raise ParamError("invalid_body", "the JSON body must be an object of parameters")
+        if _json_depth_exceeds(data, MAX_JSON_DEPTH):
+            raise ParamError("invalid_body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
         return data
     if media == "application/x-www-form-urlencoded" or (not media and b"=" in body):
         return _first_wins(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
     return {}
+
+
+def _json_depth_exceeds(value: Any, limit: int) -> bool:
+    """Whether `value` nests more than `limit` objects/arrays deep (iteratively: no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
 
 
 def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, Any]:
