@@ -14,12 +14,18 @@ import sys
 from pathlib import Path
 
 DEFAULT_DATA = Path("data")
-PROGRESS_MIN_SEGMENTS = 4  # fewer segments than this finish too fast to need progress lines
+PROGRESS_MIN_SEGMENTS = 20  # fewer segments than this finish too fast to need progress lines
 
 
 def _progress(index: int, total: int, path: Path) -> None:
-    if total >= PROGRESS_MIN_SEGMENTS:
-        print(f"  staging {path.name} ({index}/{total})", file=sys.stderr, flush=True)
+    """One line updated in place on a terminal; about every tenth segment in a log file."""
+    if total < PROGRESS_MIN_SEGMENTS:
+        return
+    if sys.stderr.isatty():
+        end = "\n" if index == total else ""
+        print(f"\r  staging {index}/{total} segments ({path.name})", end=end, file=sys.stderr, flush=True)
+    elif index == total or index % max(1, total // 10) == 0:
+        print(f"  staging {index}/{total} segments", file=sys.stderr, flush=True)
 
 
 def _setup_logging() -> None:

@@ -26,20 +26,35 @@ UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 
 def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
-    """Edit distance of a and b, or limit + 1 when it is larger than limit."""
-    if abs(len(a) - len(b)) > limit:
+    """Edit distance of a and b, or limit + 1 when it is larger than limit.
+
+    Only the diagonal band |i - j| <= limit of the table is computed: O(len x limit).
+    """
+    n, m = len(a), len(b)
+    if abs(n - m) > limit:
         return limit + 1
-    previous = list(range(len(b) + 1))
-    for i, ca in enumerate(a, start=1):
-        current = [i] + [0] * len(b)
-        best = i
-        for j, cb in enumerate(b, start=1):
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb))
-            best = min(best, current[j])
+    over = limit + 1
+    previous = [j if j <= limit else over for j in range(m + 1)]
+    for i in range(1, n + 1):
+        current = [over] * (m + 1)
+        if i <= limit:
+            current[0] = i
+        lo, hi = max(1, i - limit), min(m, i + limit)
+        ca = a[i - 1]
+        best = current[0]
+        for j in range(lo, hi + 1):
+            cost = previous[j - 1] + (ca != b[j - 1])
+            if previous[j] + 1 < cost:
+                cost = previous[j] + 1
+            if current[j - 1] + 1 < cost:
+                cost = current[j - 1] + 1
+            current[j] = cost if cost < over else over
+            if cost < best:
+                best = cost
         if best > limit:
-            return limit + 1
+            return over
         previous = current
-    return min(previous[-1], limit + 1)
+    return min(previous[m], over)
 
 
 def _thirds(n: int) -> tuple[int, int]:

@@ -7,6 +7,10 @@ Our side is the partner's conversions whose day, on the `date_basis` ("conversio
 converted_at, or "click": clicked_at) in time zone `tz`, lies in [start, end]. When
 start/end are not given they come from the statement's date column, if it has one.
 
+Base-currency amounts use the rate of our conversion's UTC day, else the statement
+row's date, else the period's end, else the latest rate. Totals sum what could be
+converted and count the rest in `rows_without_fx_rate` (never a silent zero).
+
 Outcomes, in the order they are decided: missing_ours (only in the statement),
 missing_theirs (only ours), status_mismatch (normalised statuses differ: the
 statement's status goes through the receiver's STATUS_MAP), currency_mismatch,
@@ -27,7 +31,12 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import polars as pl
 
 from pipeline import fx
-from pipeline.errors import PipelineError, StatementError, UnknownPartnerError, WarehouseNotFoundError
+from pipeline.errors import (
+    PipelineError,
+    StatementError,
+    UnknownPartnerError,
+    WarehouseNotFoundError,
+)
 from pipeline.money import MONEY, mul, to_cents
 from pipeline.warehouse import Warehouse, load
 from receiver.params import STATUS_MAP
@@ -40,6 +49,7 @@ REQUIRED = ("click_id", "status", "amount", "currency")
 DATE_BASES = ("conversion", "click")
 KEY = ["click_id", "transaction_id"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+LATEST = date(9999, 12, 31)  # a statement row without any date converts at the latest rate
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 
 
@@ -150,7 +160,7 @@ def _warehouse(data: str | os.PathLike[str] | Warehouse) -> tuple[Warehouse, Pat
     except WarehouseNotFoundError:
         from pipeline.runner import derive
 
-        tables, _ = derive(data)
+        tables, _ = derive(data, use_cache=False)  # no warehouse yet: derive in memory, write nothing
         return Warehouse(tables), Path(data)
 
 
@@ -204,7 +214,8 @@ def reconcile(
                            "statement_line")
     rows = ours.join(theirs, on=KEY, how="full", coalesce=True).with_columns(
         pl.col("in_ours").fill_null(False), pl.col("in_theirs").fill_null(False),
-        pl.coalesce(pl.col("converted_at").dt.date(), "theirs_date").alias("_fx_day"))
+        pl.coalesce(pl.col("converted_at").dt.date(), "theirs_date", pl.lit(end or LATEST, dtype=pl.Date))
+        .alias("_fx_day"))
     rows = fx.attach_rate(rows, day="_fx_day", currency="theirs_currency", rates=wh.fx_rates, base_currency=base,
                           rate_col="_theirs_rate", date_col="_theirs_rate_date")
     rows = rows.with_columns(mul(pl.col("theirs_amount"), pl.col("_theirs_rate")).alias("theirs_amount_base"),
@@ -245,6 +256,9 @@ def _totals(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         pl.col("theirs_amount").fill_null(zero).sum().cast(MONEY).alias("theirs_amount"),
         pl.col("ours_amount_base").fill_null(zero).sum().cast(MONEY).alias("ours_amount_base"),
         pl.col("theirs_amount_base").fill_null(zero).sum().cast(MONEY).alias("theirs_amount_base"),
+        ((pl.col("ours_amount").is_not_null() & pl.col("ours_amount_base").is_null())
+         | (pl.col("theirs_amount").is_not_null() & pl.col("theirs_amount_base").is_null()))
+        .sum().cast(pl.Int64).alias("rows_without_fx_rate"),
     ]
     order = pl.DataFrame({"outcome": list(OUTCOMES), "_order": list(range(len(OUTCOMES)))})
     totals = (rows.with_columns(pl.coalesce("ours_currency", "theirs_currency").alias("currency"))
@@ -252,7 +266,8 @@ def _totals(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
               .join(order, on="outcome").sort("_order", "currency", nulls_last=True).drop("_order"))
     per_outcome = rows.group_by("outcome").agg(*sums[:1], *sums[3:])
     summary = (order.join(per_outcome, on="outcome", how="left")
-               .with_columns(pl.col("rows").fill_null(0), pl.col("ours_amount_base").fill_null(zero),
+               .with_columns(pl.col("rows").fill_null(0), pl.col("rows_without_fx_rate").fill_null(0),
+                             pl.col("ours_amount_base").fill_null(zero),
                              pl.col("theirs_amount_base").fill_null(zero))
                .with_columns((pl.col("theirs_amount_base") - pl.col("ours_amount_base")).cast(MONEY)
                              .alias("difference_base"))

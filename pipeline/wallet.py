@@ -7,6 +7,12 @@ user) not yet credited, one `credit` of the user's share (the conversion's
 rounded half-to-even to cents. A later reversal (approved -> rejected by a status
 update) of a credited conversion appends one `debit` of exactly the credited amount.
 
+One click = one credit (seed 000: "One click = One conversion - System prevents
+duplicate credits"): an earn click is credited at most once, for its first counted
+conversion in log order. A further counted conversion of the same click (an advertiser
+retrying with a new transactionId) is not credited; the batch reports it in `skipped`
+so support can look at it.
+
 Each ledger line is one JSON entry with its own crc32, like the event log
 (receiver.log.encode_record). `entry_id` is a hash of kind, click_id and
 transaction_id, so a conversion can be credited (and debited) at most once: a job
@@ -96,6 +102,7 @@ class CreditReport:
     credited_at: datetime
     ledger: Path
     appended: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[dict[str, Any]] = field(default_factory=list)  # counted, but their click was credited
     existing: int = 0
     repaired_torn_line: bool = False
     currency: str = "USD"
@@ -116,6 +123,9 @@ class CreditReport:
                  f"  credits      {self.credits} ({self.total('credit'):,.2f} {self.currency})",
                  f"  debits       {self.debits} ({self.total('debit'):,.2f} {self.currency}, reversals)",
                  f"  ledger       {self.ledger} ({self.existing + len(self.appended)} entries)"]
+        if self.skipped:
+            lines.append(f"  not credited {len(self.skipped)} further conversion(s) of already credited "
+                         "earn clicks (one click = one credit)")
         if self.repaired_torn_line:
             lines.append("  note         a torn last line from an interrupted job was cut off and redone")
         if not self.appended:
@@ -124,10 +134,13 @@ class CreditReport:
 
 
 def plan_entries(conversions: pl.DataFrame, existing: list[dict[str, Any]], *, batch_id: str,
-                 credited_at: datetime) -> list[dict[str, Any]]:
-    """The entries this batch must append (deterministic order: log seq, then kind)."""
+                 credited_at: datetime) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(entries this batch must append, counted conversions not credited because their earn click
+    already was); deterministic order: log seq, then kind."""
     present = {e["entry_id"] for e in existing}
     credited = {(e["click_id"], e["transaction_id"]): e for e in existing if e["kind"] == "credit"}
+    credited_clicks = {click_id for click_id, _ in credited}
+    skipped: list[dict[str, Any]] = []
     when = format_utc(credited_at)
     earn = conversions.filter((pl.col("click_source") == "earn") & pl.col("user_id").is_not_null())
     planned: list[dict[str, Any]] = []
@@ -142,11 +155,16 @@ def plan_entries(conversions: pl.DataFrame, existing: list[dict[str, Any]], *, b
         key = (row["click_id"], row["transaction_id"])
         credit_id = entry_id("credit", *key)
         if row["counts"] and credit_id not in present and row["affiliate_payout_base"] is not None:
+            if row["click_id"] in credited_clicks:
+                skipped.append({"click_id": row["click_id"], "transaction_id": row["transaction_id"],
+                                "user_id": row["user_id"], "event_id": row["event_id"], "seq": row["seq"]})
+                continue
             planned.append(entry("credit", row, cents(row["affiliate_payout_base"]), row["event_id"], row["seq"]))
+            credited_clicks.add(row["click_id"])
         elif row["status"] == "rejected" and key in credited and entry_id("debit", *key) not in present:
             amount = Decimal(credited[key]["amount"])
             planned.append(entry("debit", row, amount, row["last_event_id"], row["last_seq"]))
-    return planned
+    return planned, skipped
 
 
 @contextmanager
@@ -193,10 +211,11 @@ def credit_batch(data_dir: Path, conversions: pl.DataFrame, *, base_currency: st
     path = ledger_path(data_dir)
     with _locked(path.parent):
         ledger = read_ledger(path)
-        planned = plan_entries(conversions, ledger.entries, batch_id=batch_id, credited_at=now)
+        planned, skipped = plan_entries(conversions, ledger.entries, batch_id=batch_id, credited_at=now)
         if planned or ledger.torn is not None:
             append_entries(path, ledger, planned)
-    return CreditReport(batch_id, now, path, planned, len(ledger.entries), ledger.torn is not None, base_currency)
+    return CreditReport(batch_id, now, path, planned, skipped, len(ledger.entries), ledger.torn is not None,
+                        base_currency)
 
 
 def build_wallet_tables(data_dir: Path) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -14,7 +14,6 @@ is not byte-identical between runs (DuckDB's file layout is not deterministic).
 from __future__ import annotations
 
 import os
-import shutil
 import tempfile
 from collections.abc import Iterable
 from pathlib import Path
@@ -94,7 +93,9 @@ def write_duckdb(directory: Path, names: Iterable[str]) -> None:
     import duckdb
 
     tmp = directory / f".{DUCKDB_FILE}.tmp"
+    wal = tmp.with_name(tmp.name + ".wal")
     tmp.unlink(missing_ok=True)
+    wal.unlink(missing_ok=True)
     con = duckdb.connect(str(tmp))
     try:
         for name in names:
@@ -103,8 +104,8 @@ def write_duckdb(directory: Path, names: Iterable[str]) -> None:
                 con.execute(f"create table {name} as select * from read_parquet({_quote(path)})")
     finally:
         con.close()
+    wal.unlink(missing_ok=True)  # closed cleanly: everything is checkpointed into the file
     os.replace(tmp, directory / DUCKDB_FILE)
-    shutil.rmtree(directory / f".{DUCKDB_FILE}.tmp.wal", ignore_errors=True)
 
 
 def load(data_dir: str | os.PathLike[str]) -> Warehouse:

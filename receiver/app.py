@@ -165,9 +165,13 @@ class RequestRecorder:
         if "received_at" not in req.context:  # the request failed before process_request ran
             req.context.received_at = self.receiver.clock()
         if resp.context.get("route") is None and resource is not None:
-            # e.g. 405: the path is known, so the record keeps its route and kind
+            # e.g. 405: the path is known, so the record keeps its route, kind and click id
             resp.context.route = getattr(resource, "route", None)
             resp.context.kind = getattr(resource, "kind", resp.context.get("kind", "other"))
+            if not resp.context.get("fields"):
+                params = merge_params(parse_query(req.query_string), _safe_body_params(req))
+                resp.context.fields = {"click_id": find_click_id(params)}
+                resp.context.custom_data = params
         try:
             self.commit(req, resp)
         except LogWriteError as exc:

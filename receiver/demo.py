@@ -53,6 +53,7 @@ postback_auth = "none"
 [[partners]]                      # seed 000: earn-app advertiser, public postback_url
 id = "taskwall"
 postback_auth = "none"
+status_updates = true             # chargebacks reverse a wallet credit (a debit)
 
 [[offers]]
 id = "acme-shop"
@@ -256,6 +257,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
               f"through the receiver in-process with a simulated clock "
               f"({sum(p.recorded for p in past)} recorded, "
               f"{sum(sum(p.unexpected.values()) for p in past)} unexpected answers)")
+        _nightly_credit(data_dir)
     proc = start_receiver(data_dir, port)
     try:
         wait_healthy(url, proc=proc)
@@ -279,6 +281,17 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     if notebooks.is_dir() and any(notebooks.glob("*.py")):
         print("  notebooks      make notebooks   (or: .venv/bin/clickledger notebook reconciliation)")
     return status
+
+
+def _nightly_credit(data_dir: Path) -> None:
+    """Last night's credit batch over the history, so today's chargebacks become debits."""
+    try:
+        from pipeline.runner import credit
+    except ImportError:
+        return
+    midnight = datetime.now(UTC).replace(hour=0, minute=30, second=0, microsecond=0)
+    report = credit(data_dir, now=midnight, batch_id=f"{midnight:%Y%m%d}-nightly")
+    print(f"nightly credit batch {report.batch_id}: {report.credits} credits, {report.debits} debits")
 
 
 def _run_pipeline(data_dir: Path) -> int:

@@ -72,8 +72,8 @@ COLUMN_ORDER = ("link", "earn", *DIALECTS[:-1])
 SCENARIO_ORDER = (
     "healthz", "status_check",
     "link", "paused_offer", "unknown_slug", "earn", "no_token", "bad_token", "bad_task_url",
-    "track", "conversion", "pending", "rejected", "no_fx_currency", "duplicate", "late", "test",
-    "wrong_key", "other_partner_key", "missing_key", "missing_click_id", "unknown_click", "macro",
+    "track", "conversion", "pending", "rejected", "no_fx_currency", "duplicate", "late", "reversal",
+    "test", "wrong_key", "other_partner_key", "missing_key", "missing_click_id", "unknown_click", "macro",
     "wrong_campaign", "missing_campaign", "wrong_path",
 )
 RECORDED = frozenset({"recorded"})
@@ -257,6 +257,7 @@ class _Planner:
         self.link_targets = link_targets(config, keys)
         self.earn_targets = earn_targets(config, keys)
         self.macro_turn = self.rng.randrange(len(MACROS))
+        self._reversal_planned = False
 
     def add(self, phase: int, kind: str, dialect: str, scenario: str, expected: frozenset[str],
             **request: Any) -> Step:
@@ -410,6 +411,10 @@ class _Planner:
                 self.add_follow_up(step, "duplicate")
             if fate == "pending" and slot.target.status_updates and (i == 1 or rng.random() < 0.7):
                 self.add_follow_up(step, "late")
+            if fate == "conversion" and slot.target.status_updates and (
+                    not self._reversal_planned or rng.random() < 0.06):
+                self.add_follow_up(step, "reversal")  # a chargeback after approval
+                self._reversal_planned = True
         for scenario in ("test", "wrong_key", "other_partner_key", "missing_key", "missing_click_id",
                          "unknown_click", "macro", "wrong_campaign", "missing_campaign", "wrong_path"):
             fitting = [s for s in slots if self._fits(scenario, s.target)]
@@ -473,10 +478,16 @@ class _Planner:
         """The same postback again later: resent as is, or (late) with its final status."""
         step = replace(original, id=len(self.steps), phase=original.phase + 1, scenario=scenario,
                        expected=frozenset({"duplicate"}), after=original.id)
-        if scenario == "late":
-            final = self._status(original.dialect, "approved") or "approved"
-            step = replace(step, query=_set_param(step.query, "status", final),
-                           body=_set_param(step.body, "status", final))
+        if scenario in ("late", "reversal"):
+            final = (self._status(original.dialect, "approved") or "approved" if scenario == "late"
+                     else self.rng.choice(("reversed", "chargeback")))
+            if any(k == "status" for k, _ in (*step.query, *step.body)):
+                step = replace(step, query=_set_param(step.query, "status", final),
+                               body=_set_param(step.body, "status", final))
+            elif step.body:  # the original sent no status (approved by default): add it
+                step = replace(step, body=(*step.body, ("status", final)))
+            else:
+                step = replace(step, query=(*step.query, ("status", final)))
         self.steps.append(step)
         return step
 

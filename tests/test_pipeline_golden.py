@@ -299,3 +299,50 @@ def test_clicks_and_postbacks_tables(tmp_path):
                                     "custom_data", "http_status", "result").rows()
     assert pb == [(cid(1), "o-1", "paid", "approved", D("12.5"), "USD", '{"param1":"x"}', 200, "recorded"),
                   (None, None, None, "approved", None, None, "{}", 400, "click_id_required")]
+
+
+def test_a_postback_without_currency_of_an_offer_without_one_is_usd(tmp_path):
+    b = LogBuilder()
+    b.click(cid(1), offer_currency=None)
+    b.clicks[cid(1)]["offer_currency"] = None
+    b.records[-1]["fields"]["offer_currency"] = None
+    rec = b.postback(cid(1), amount="10")
+    rec["fields"]["currency"] = rec["fields"]["currency_source"] = None
+    tables, _ = derive(tmp_path, b)
+    row = conv(tables, cid(1))
+    assert (row["currency"], row["amount_base"], row["counts"]) == ("USD", D("10"), True)
+
+
+def test_unusable_fx_files_are_explained(tmp_path):
+    b = LogBuilder()
+    b.click(cid(1))
+    with pytest.raises(pipeline.FxRatesError, match="line 3: date='2024-13-01'"):
+        derive(tmp_path, b, fx="date,currency,rate\n2024-04-01,EUR,1.1\n2024-13-01,EUR,1.2\n")
+    (tmp_path / "data" / "fx_rates.csv").write_text("day,cur,rate\n", encoding="utf-8")
+    with pytest.raises(pipeline.FxRatesError, match="missing column\\(s\\) date, currency"):
+        derive(tmp_path, b)
+    (tmp_path / "data" / "fx_rates.csv").write_text("date,currency,rate\n2024-04-01,EUR,1\n2024-04-01,EUR,2\n")
+    with pytest.raises(pipeline.FxRatesError, match="more than one rate for the same day"):
+        derive(tmp_path, b)
+
+
+def test_the_notebook_api(tmp_path):
+    data = make_data_dir(tmp_path / "data")
+    b = LogBuilder()
+    b.click(cid(1))
+    b.postback(cid(1), amount="10")
+    b.write(data)
+    summary = pipeline.run(data)
+    assert isinstance(summary.warehouse, pipeline.Warehouse)
+    wh = pipeline.load(data)
+    assert set(wh.tables) == {"clicks", "postbacks", "conversions", "earnings", "postback_issues",
+                              "wallet_credits", "wallet_balances", "fx_rates"}
+    joined = wh.sql("""
+        select c.click_id, k.slug, c.amount_base
+        from conversions c join clicks k using (click_id);
+    """)
+    assert joined.rows() == [(cid(1), "slug", D("10"))]
+    assert joined.schema["amount_base"] == pl.Decimal(38, 8)
+    in_memory = pipeline.Warehouse(pipeline.derive(data)[0])
+    assert in_memory.sql("select count(*) as n from postbacks")["n"].to_list() == [1]
+    assert {"load", "run", "credit", "reconcile", "Warehouse", "PipelineError"} <= set(pipeline.__all__)

@@ -9,14 +9,13 @@ from pathlib import Path
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import LogBuilder, cid, conversions_from_records, make_data_dir
+from pipeline_helpers import LogBuilder, cid, conversions_from_records
 
 from pipeline.conversions import STATUS_RANK
-from pipeline.runner import derive
 from pipeline.wallet import credit_batch, ledger_path, read_ledger
 
 RAW_STATUSES = ["approved", "confirmed", "pending", "hold", "rejected", "reversed", "weird", None]
-PROFILE = settings(max_examples=30, deadline=None)
+PROFILE = settings(max_examples=25, deadline=None)
 ORDER_FREE = ["click_id", "transaction_id", "status", "counts", "amount", "amount_base", "affiliate_payout_base",
               "duplicates", "converted_at", "event_id"]
 
@@ -61,8 +60,7 @@ def test_shuffled_duplicate_postbacks_give_the_same_conversions(spec, data):
     # without status updates nothing depends on order, the history included
     fixed = [i for i, (_, _, allowed, _) in enumerate(spec) if not allowed]
     keep = pl.col("click_id").is_in([cid(i + 1) for i in fixed])
-    assert straight.filter(keep).equals(shuffled.filter(keep).with_columns(
-        straight.filter(keep).select("status_updated_at", "last_event_id", "last_seq")))
+    assert straight.filter(keep).equals(shuffled.filter(keep))
 
 
 @PROFILE
@@ -113,27 +111,25 @@ def earn_log(spec, with_updates: bool) -> LogBuilder:
 def test_credit_batches_are_idempotent_and_crash_safe(spec, cut):
     now = datetime(2024, 5, 3, tzinfo=UTC)
     with tempfile.TemporaryDirectory() as tmp:
-        data = make_data_dir(Path(tmp) / "data")
-        b = earn_log(spec, with_updates=False)
-        b.write(data)
-        conv = derive(data, use_cache=False)[0]["conversions"]
+        data = Path(tmp)
+        conv = conversions_from_records(earn_log(spec, with_updates=False).records)
         credit_batch(data, conv, base_currency="USD", now=now, batch_id="one")
-        b = earn_log(spec, with_updates=True)  # later: updates and reversals arrive
-        b.write(data)
-        conv = derive(data, use_cache=False)[0]["conversions"]
-        credit_batch(data, conv, base_currency="USD", now=now, batch_id="two")
         path = ledger_path(data)
-        complete = path.read_bytes()
+        after_one = path.stat().st_size if path.exists() else 0
+        conv = conversions_from_records(earn_log(spec, with_updates=True).records)  # later: reversals arrive
+        credit_batch(data, conv, base_currency="USD", now=now, batch_id="two")
+        complete = path.read_bytes() if path.exists() else b""
+        full = {e["entry_id"] for e in read_ledger(path).entries}
         # a second batch credits nothing new
         assert credit_batch(data, conv, base_currency="USD", now=now, batch_id="three").appended == []
-        assert path.read_bytes() == complete
-        # a crash half way through writing: the retry ends with the same entries, each once
-        path.write_bytes(complete[: int(len(complete) * cut)])
+        assert (path.read_bytes() if path.exists() else b"") == complete
+        # a crash half way through batch two (batch one was acknowledged): the retry ends with
+        # the same entries, each once
+        path.write_bytes(complete[: after_one + int((len(complete) - after_one) * cut)])
         credit_batch(data, conv, base_currency="USD", now=now, batch_id="retry")
         entries = read_ledger(path).entries
         ids = [e["entry_id"] for e in entries]
         assert len(ids) == len(set(ids))
-        full = {line.split(b'"entry_id":"')[1][:32].decode() for line in complete.splitlines()}
         assert set(ids) == full
         # at most one credit and one debit per conversion; a debit only after a credit
         for i in range(1, len(spec) + 1):

@@ -127,3 +127,18 @@ def test_wallet_tables_exist_when_nothing_was_credited(data):
     wh = pipeline.load(data)
     assert wh.wallet_credits.is_empty() and wh.wallet_balances.is_empty()
     assert wh.wallet_credits.schema["amount"] == pl.Decimal(38, 2)
+
+
+def test_an_earn_click_is_credited_once_even_with_several_transactions(data):
+    """Seed 000: one click = one conversion; a retry with a new transactionId is not paid twice."""
+    b = LogBuilder()
+    earn(b, 1, "u1", "10", transaction_id="t-1")
+    b.postback(cid(1), amount="10", status="completed", dialect="earn", transaction_id="t-2")
+    b.write(data)
+    report = pipeline.credit(data, now=NOW, batch_id="batch-1")
+    assert [(e["kind"], e["transaction_id"], e["amount"]) for e in report.appended] == [("credit", "t-1", "5.00")]
+    assert [(s["click_id"], s["transaction_id"]) for s in report.skipped] == [(cid(1), "t-2")]
+    assert "one click = one credit" in report.describe()
+    again = pipeline.credit(data, now=NOW, batch_id="batch-2")
+    assert again.appended == [] and len(again.skipped) == 1
+    assert pipeline.load(data).wallet_balances.select("user_id", "balance").rows() == [("u1", D("5.00"))]
