@@ -209,6 +209,14 @@ class SegmentWriter:
         with contextlib.suppress(OSError):
             os.close(self._fd)
         self._fd = None
+        if good_size == 0 and self._segment_path is not None:
+            # Nothing in it was ever acknowledged: remove it and reuse its number, so an outage
+            # that fails every write does not leave a trail of empty segments.
+            try:
+                os.unlink(self._segment_path)
+                self._segment_no -= 1
+            except OSError:
+                pass
 
     def _write_batch(self, lines: list[bytes]) -> None:
         data = b"".join(lines)

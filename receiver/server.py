@@ -30,7 +30,10 @@ def waitress_options(threads: int) -> dict[str, Any]:
         "channel_timeout": 30,  # idle or slow clients are dropped after 30 s
         "cleanup_interval": 10,
         "max_request_header_size": 64 * 1024,
-        "max_request_body_size": MAX_BODY_BYTES + 1,  # the app refuses larger bodies with a logged 413
+        # Far above the app's own limit: waitress spools large bodies to a temp file and the app
+        # reads at most MAX_BODY_BYTES + 1 of them, so an oversized body still gets a logged 413.
+        # (At the limit itself waitress would answer 413 alone, and nothing would be logged.)
+        "max_request_body_size": 64 * MAX_BODY_BYTES,
         "ident": "clickledger",
         "clear_untrusted_proxy_headers": True,
         "asyncore_use_poll": True,
