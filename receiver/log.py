@@ -110,13 +110,10 @@ class BadLine:
     excerpt: bytes
 
 
-def iter_segment(path: Path, on_bad: Callable[[BadLine], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the intact records of one segment; report each bad line to `on_bad`."""
-    with open(path, "rb") as fh:
-        data = fh.read()
-    offset = 0
-    line_no = 0
-    size = len(data)
+def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
+    """(line number, record or BadLine) for every non-blank line of one segment, in order."""
+    data = path.read_bytes()
+    offset, line_no, size = 0, 0, len(data)
     while offset < size:
         end = data.find(b"\n", offset)
         terminated = end != -1
@@ -125,12 +122,21 @@ def iter_segment(path: Path, on_bad: Callable[[BadLine], None] | None = None) ->
         line_no += 1
         line = data[offset:end]
         record = check_line(line) if terminated else None
-        if record is None and line.strip():
-            if on_bad is not None:
-                on_bad(BadLine(path, line_no, offset, not terminated, line[:120]))
-        elif record is not None:
-            yield record
+        if record is not None:
+            yield line_no, record
+        elif line.strip():
+            yield line_no, BadLine(path, line_no, offset, not terminated, line[:120])
         offset = end + 1
+
+
+def iter_segment(path: Path, on_bad: Callable[[BadLine], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the intact records of one segment; report each bad line to `on_bad`."""
+    for _, item in iter_lines(path):
+        if isinstance(item, BadLine):
+            if on_bad is not None:
+                on_bad(item)
+        else:
+            yield item
 
 
 def iter_log(log_dir: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None
