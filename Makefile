@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 DATA   ?= data/demo
 
-.PHONY: install test test-slow serve demo notebooks lint clean
+.PHONY: install test test-slow serve demo notebooks bench lint clean
 
 install: $(STAMP)
 
@@ -29,6 +29,9 @@ demo: install
 
 notebooks: install
 	CLICKLEDGER_DATA=$(DATA) $(BIN)/marimo edit notebooks/
+
+bench: install
+	$(BIN)/python bench/receiver_bench.py
 
 lint: install
 	$(BIN)/ruff check receiver pipeline tests

@@ -1,0 +1,155 @@
+"""Receiver benchmark: durable postbacks and click redirects against the bare stack's ceiling.
+
+Both servers run the same waitress settings (receiver.server.waitress_options) on
+loopback; load comes from wrk with Lua scripts that vary click and transaction ids
+and check every answer. Every figure is measured in this run.
+
+    python bench/receiver_bench.py [--seconds 10] [--threads 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+sys.path.insert(0, str(ROOT))
+
+from receiver.demo import free_port, start_receiver, stop_receiver, wait_healthy, write_demo_config  # noqa: E402
+
+
+@dataclass
+class WrkResult:
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    checked: dict[str, int]
+
+
+def ensure_wrk() -> str:
+    path = shutil.which("wrk")
+    if path:
+        return path
+    print("installing wrk (Debian package)...", file=sys.stderr)
+    subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=False, capture_output=True)
+    if not shutil.which("wrk"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, capture_output=True)
+    return shutil.which("wrk") or "wrk"
+
+
+def _ms(text: str) -> float:
+    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+
+
+def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int,
+            env: dict[str, str]) -> WrkResult:
+    out = subprocess.run(
+        [wrk, "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
+        capture_output=True, text=True, timeout=seconds + 60, check=True,
+        env={**os.environ, **env, "RUN_ID": f"{script.stem}{connections}-{os.urandom(4).hex()}"},
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    check = re.search(r"CHECK (.*)", out)
+    checked = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", check.group(1))} if check else {}
+    return WrkResult(rps, p50, p99, checked)
+
+
+def make_clicks(data: Path, count: int) -> list[str]:
+    """Real clicks through the receiver in-process, so postbacks are `recorded`."""
+    import falcon.testing
+
+    from receiver.app import create_app
+
+    app = create_app(data)
+    client = falcon.testing.TestClient(app)
+    ids = []
+    try:
+        for _ in range(count):
+            location = client.simulate_get("/t/acme-aff1").headers["location"]
+            ids.append(parse_qs(urlsplit(location).query)["click_id"][0])
+    finally:
+        app.receiver.close()
+    return ids
+
+
+def start_ceiling(port: int, threads: int) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, str(BENCH / "ceiling.py"), "--port", str(port),
+                             "--threads", str(threads)], cwd=ROOT, stdout=subprocess.DEVNULL)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=64)
+    parser.add_argument("--clicks", type=int, default=5000)
+    args = parser.parse_args()
+    wrk = ensure_wrk()
+    work = Path(tempfile.mkdtemp(prefix="clickledger-bench-"))
+    rows = []
+    try:
+        write_demo_config(work)
+        ids_file = work / "click_ids.txt"
+        ids_file.write_text("\n".join(make_clicks(work, args.clicks)) + "\n")
+        env = {"CLICK_IDS": str(ids_file)}
+        ours_port, ceiling_port = free_port(), free_port()
+        ours = start_receiver(work, ours_port, threads=args.threads)
+        ceiling = start_ceiling(ceiling_port, args.threads)
+        try:
+            wait_healthy(f"http://127.0.0.1:{ours_port}", proc=ours)
+            _wait_port(ceiling_port)
+            for name, script, conns, target in (
+                ("postbacks (durable recorded)", "postback.lua", 16, 0.8),
+                ("postbacks (durable recorded)", "postback.lua", 64, 0.8),
+                ("clicks /t/{slug} 302", "click.lua", 16, 0.8),
+                ("clicks /t/{slug} 302", "click.lua", 64, 0.8),
+            ):
+                mine = run_wrk(wrk, f"http://127.0.0.1:{ours_port}", BENCH / script, conns, args.seconds, env)
+                top = run_wrk(wrk, f"http://127.0.0.1:{ceiling_port}", BENCH / script, conns, args.seconds,
+                              env)
+                rows.append((name, conns, mine, top, target))
+        finally:
+            stop_receiver(ours)
+            stop_receiver(ceiling)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"receiver benchmark: wrk -t2, {args.seconds} s per figure, waitress threads={args.threads}, "
+          f"{os.cpu_count()} cores")
+    print(f"{'scenario':<30} {'conns':>5} {'ours/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'ceiling/s':>9} "
+          f"{'ratio':>6} {'target':>7}  checked")
+    for name, conns, mine, top, target in rows:
+        ratio = mine.rps / top.rps if top.rps else 0.0
+        verdict = "met" if ratio >= target else "NOT met"
+        checked = " ".join(f"{k}={v}" for k, v in mine.checked.items())
+        print(f"{name:<30} {conns:>5} {mine.rps:>8.0f} {mine.p50_ms:>7.2f} {mine.p99_ms:>7.2f} "
+              f"{top.rps:>9.0f} {ratio:>6.2f} {'>=' + str(target):>7}  {verdict}; {checked}")
+    return 0
+
+
+def _wait_port(port: int, timeout: float = 15.0) -> None:
+    import socket
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
