@@ -28,10 +28,23 @@ def _progress(index: int, total: int, path: Path) -> None:
         print(f"  staging {index}/{total} segments", file=sys.stderr, flush=True)
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to the current sys.stderr, not the one at setup: a caller (pytest, a notebook) may
+    swap it between commands, and a handler holding a closed stream would lose the warning."""
+
+    @property  # type: ignore[override]
+    def stream(self):  # noqa: ANN201
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:  # noqa: ANN001
+        pass
+
+
 def _setup_logging() -> None:
     logger = logging.getLogger("clickledger.pipeline")
     if not logger.handlers:
-        handler = logging.StreamHandler(sys.stderr)
+        handler = _StderrHandler()
         handler.setFormatter(logging.Formatter("warning: %(message)s"))
         logger.addHandler(handler)
         logger.setLevel(logging.WARNING)

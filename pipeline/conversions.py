@@ -13,11 +13,17 @@ the recorded status and the allowed updates, whatever order those updates arrive
 `status_history` lists the steps actually taken, in log order (seq).
 
 Amounts, commission and currency are those of the recorded postback (updates move
-the status, not the money). `counts` is true only for an approved conversion of a
+the status, not the money). A later postback of the pair that sends a different
+amount, currency or commission is a conflicting duplicate: the recorded values are
+kept, its status step (if any) is applied as usual, and it is counted in
+`conflicting_duplicates` and listed in postback_issues, so a reused transaction id
+is never silently merged. `counts` is true only for an approved conversion of a
 known, unexpired click with every needed fx rate.
 """
 
 from __future__ import annotations
+
+from decimal import Decimal
 
 import polars as pl
 
@@ -87,8 +93,64 @@ def status_steps(postbacks: pl.DataFrame) -> pl.DataFrame:
     return rows.drop("_eligible_rank").sort([*KEY, "seq"])
 
 
+def money_text(value: Decimal | None) -> str:
+    """An amount as people read it: at least two places, no trailing zeros beyond them."""
+    if value is None:
+        return "?"
+    text = format(value.normalize(), "f")
+    whole, _, frac = text.partition(".")
+    return f"{whole}.{frac.ljust(2, '0')}"
+
+
+def _conflict_detail(row: dict) -> str:
+    """One sentence naming both values, for support and finance."""
+    def said(amount: Decimal | None, currency: str | None, commission: Decimal | None) -> str:
+        text = f"{money_text(amount)} {currency}"
+        return text + (f" (commission {money_text(commission)})" if row["commission_conflict"] else "")
+
+    recorded = said(row["rec_amount"], row["rec_currency"], row["rec_commission"])
+    this = said(row["amount"] if row["amount_sent"] else row["rec_amount"],
+                row["currency"] if row["currency_sent"] else row["rec_currency"],
+                row["commission"])
+    return (f"Transaction id reused with different values: recorded {recorded} at seq {row['rec_seq']}, "
+            f"this one says {this}; the recorded values are kept. Ask the partner which is right; a "
+            "separate conversion needs a distinct transaction_id.")
+
+
+def duplicate_conflicts(postbacks: pl.DataFrame) -> pl.DataFrame:
+    """Every `duplicate` postback whose sent amount, currency or commission differs from the recorded one.
+
+    Only what the duplicate actually sent is compared (the receiver fills a missing
+    amount with 0 and a missing currency with the offer's), so a bare status update
+    never conflicts. Decimals compare by value: 10 equals 10.00.
+    Columns: event_id, click_id, transaction_id, seq, conflict_detail.
+    """
+    recorded = postbacks.filter(pl.col("result") == "recorded").select(
+        *KEY, pl.col("seq").alias("rec_seq"), pl.col("amount").alias("rec_amount"),
+        pl.col("currency").alias("rec_currency"), pl.col("commission").alias("rec_commission"))
+    dupes = postbacks.filter(pl.col("result") == "duplicate").join(recorded, on=KEY, how="inner")
+    dupes = dupes.with_columns(
+        pl.col("amount_sent").fill_null(False),
+        (pl.col("currency_source") == "param").fill_null(False).alias("currency_sent"),
+        pl.col("commission_sent").fill_null(False),
+    ).with_columns(
+        (pl.col("amount_sent") & (pl.col("amount") != pl.col("rec_amount"))).fill_null(False)
+        .alias("amount_conflict"),
+        (pl.col("currency_sent") & (pl.col("currency") != pl.col("rec_currency"))).fill_null(False)
+        .alias("currency_conflict"),
+        (pl.col("commission_sent") & (pl.col("commission") != pl.col("rec_commission"))).fill_null(False)
+        .alias("commission_conflict"),
+    )
+    conflicting = dupes.filter(pl.col("amount_conflict") | pl.col("currency_conflict")
+                               | pl.col("commission_conflict")).sort("seq")
+    details = [_conflict_detail(row) for row in conflicting.iter_rows(named=True)]
+    return conflicting.select("event_id", *KEY, "seq").with_columns(
+        pl.Series("conflict_detail", details, dtype=pl.String))
+
+
 def fold_status(postbacks: pl.DataFrame) -> pl.DataFrame:
-    """Per pair: status, status_raw, status_history, status_updated_at, last event, updates, duplicates."""
+    """Per pair: status, status_raw, status_history, status_updated_at, last event, updates, duplicates,
+    conflicting duplicates."""
     steps = status_steps(postbacks)
     kept = steps.filter(pl.col("is_recorded") | pl.col("applied"))
     folded = kept.group_by(KEY).agg(
@@ -101,7 +163,10 @@ def fold_status(postbacks: pl.DataFrame) -> pl.DataFrame:
         (pl.len() - 1).cast(pl.Int64).alias("updates_applied"),
     )
     counts = steps.filter(~pl.col("is_recorded")).group_by(KEY).agg(pl.len().cast(pl.Int64).alias("duplicates"))
-    return folded.join(counts, on=KEY, how="left").with_columns(pl.col("duplicates").fill_null(0))
+    conflicts = duplicate_conflicts(postbacks).group_by(KEY).agg(
+        pl.len().cast(pl.Int64).alias("conflicting_duplicates"))
+    return (folded.join(counts, on=KEY, how="left").join(conflicts, on=KEY, how="left")
+            .with_columns(pl.col("duplicates").fill_null(0), pl.col("conflicting_duplicates").fill_null(0)))
 
 
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,

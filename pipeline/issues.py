@@ -4,8 +4,13 @@ Sources:
 - refused postbacks (their error code, refined: an unknown click id is told apart as
   an empty id, an unsubstituted macro, a malformed id or an unknown id with the
   nearest known click id; a wrong key as missing, wrong, or another partner's);
-- `duplicate` postbacks that changed nothing (`duplicate`, `status_is_final` when the
-  partner's status is fixed at first insert, `status_change_not_allowed`), and `test`;
+- `duplicate` postbacks whose amount, currency or commission contradicts the recorded
+  conversion (`conflicting_duplicate`, even when their status step was applied: the
+  detail names both values), and those that changed nothing (`duplicate`,
+  `status_is_final` when the partner's status is fixed at first insert,
+  `status_change_not_allowed`), and `test`;
+- the receiver's authentication refusals (`ip_not_allowed`, `signature_required`,
+  `invalid_signature`, `signature_expired`), with the sender's address in the detail;
 - requests to unknown paths that carry a click id (`wrong_path`);
 - recorded conversions that cannot count for a reason outside the partner's status:
   `fx_missing`, `click_unknown`, `click_expired`, `no_offer_terms`.
@@ -17,7 +22,7 @@ import re
 
 import polars as pl
 
-from pipeline.conversions import status_steps
+from pipeline.conversions import duplicate_conflicts, status_steps
 from pipeline.nearest import NearestClickIndex
 from pipeline.schemas import polars_schema
 from receiver.params import looks_like_macro
@@ -41,6 +46,18 @@ DETAILS = {
                  "for a separate conversion.",
     "status_is_final": "This partner's status is final at first insert; the later status was ignored.",
     "status_change_not_allowed": "Only pending -> approved/rejected and approved -> rejected are applied.",
+    "conflicting_duplicate": "The same (click_id, transaction_id) was already recorded with other values; "
+                             "the recorded values are kept.",
+    "ip_not_allowed": "Refused: the sender's address is not in the partner's allowed_ips (config.toml). If the "
+                      "address below is the partner's, add it; otherwise the request is not from them.",
+    "signature_required": "Refused: this partner has a signing_secret and the postback carried no X-Signature "
+                          "and X-Timestamp headers; the partner must sign its postbacks.",
+    "invalid_signature": "Refused: X-Signature is not the HMAC-SHA256 of this request (or X-Timestamp is not unix "
+                         "seconds): the partner signs with a wrong or old signing_secret, or the request was "
+                         "changed after signing. Send the partner its current secret.",
+    "signature_expired": "Refused: a correctly signed postback whose X-Timestamp is outside the allowed window: "
+                         "the sender's clock is off, or the request was replayed late. Ask the partner to check "
+                         "its clock and resend.",
     "test_postback": "A test postback: answered, never recorded.",
     "fx_missing": "Recorded, but no fx rate for its currency on or before its day: it does not count until "
                   "fx_rates.csv has one.",
@@ -53,7 +70,13 @@ ERROR_REASONS = {
     "campaign_id_required": "missing_campaign_id",
     "campaign_mismatch": "campaign_mismatch",
     "click_expired": "click_expired",
+    # the receiver's authentication refusals map one to one
+    "ip_not_allowed": "ip_not_allowed",
+    "signature_required": "signature_required",
+    "invalid_signature": "invalid_signature",
+    "signature_expired": "signature_expired",
 }
+AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "signature_expired")
 COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
 
 
@@ -67,17 +90,39 @@ def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[s
     return ("unknown_click_id" if UUID_RE.match(click_id.strip()) else "malformed_click_id"), nearest
 
 
+def duplicate_reasons(postbacks: pl.DataFrame) -> pl.DataFrame:
+    """(event_id, reason, own_detail) of every `duplicate` postback listed as an issue.
+
+    A conflicting one is listed whatever its status step did (the conflict is what
+    finance must see); the others only when they changed nothing.
+    """
+    conflicts = duplicate_conflicts(postbacks).select("event_id", pl.col("conflict_detail").alias("own_detail"))
+    steps = status_steps(postbacks).filter(~pl.col("is_recorded")).join(conflicts, on="event_id", how="left")
+    applied_note = pl.when(pl.col("applied")).then(
+        pl.concat_str(pl.lit(" Its status step ("), pl.col("status"), pl.lit(") was applied.")))
+    return steps.filter(~pl.col("applied") | pl.col("own_detail").is_not_null()).select(
+        "event_id",
+        pl.when(pl.col("own_detail").is_not_null()).then(pl.lit("conflicting_duplicate"))
+        .when(pl.col("rank") == pl.col("before")).then(pl.lit("duplicate"))
+        .when(~pl.col("updates_on")).then(pl.lit("status_is_final"))
+        .otherwise(pl.lit("status_change_not_allowed")).alias("reason"),
+        pl.concat_str(pl.col("own_detail"), applied_note.otherwise(pl.lit(""))).alias("own_detail"))
+
+
+def sender_text() -> pl.Expr:
+    """' Sent from <remote_addr> (X-Forwarded-For: ...).': what support checks against the partner's list."""
+    forwarded = pl.when(pl.col("forwarded_for").is_not_null()).then(
+        pl.concat_str(pl.lit(" (X-Forwarded-For: "), pl.col("forwarded_for"), pl.lit(")"))).otherwise(pl.lit(""))
+    return pl.concat_str(pl.lit("Sent from "), pl.col("remote_addr").fill_null("an unknown address"),
+                         forwarded, pl.lit("."))
+
+
 def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataFrame,
                  conversions: pl.DataFrame) -> pl.DataFrame:
     schema = polars_schema("postback_issues")
     base_cols = [c for c in schema if c not in ("reason", "nearest_click_id", "detail", "kind", "path")]
 
-    # duplicates that changed nothing
-    steps = status_steps(postbacks).filter(~pl.col("is_recorded") & ~pl.col("applied")).select(
-        "event_id",
-        pl.when(pl.col("rank") == pl.col("before")).then(pl.lit("duplicate"))
-        .when(~pl.col("updates_on")).then(pl.lit("status_is_final"))
-        .otherwise(pl.lit("status_change_not_allowed")).alias("reason"))
+    steps = duplicate_reasons(postbacks)
     refused = postbacks.filter(~pl.col("result").is_in(["recorded", "duplicate"]))
     not_found = refused.filter(pl.col("error") == "click_not_found")
     nearest_rows: list[tuple[str, str, str | None]] = []
@@ -99,13 +144,17 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         .fill_null(pl.col("result")).alias("reason"))
     dupes = postbacks.join(steps, on="event_id", how="inner").with_columns(
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
+    refused = refused.with_columns(pl.lit(None, dtype=pl.String).alias("own_detail"))
     counting = conversions.filter(pl.col("not_counted_reason").is_in(COUNTING_REASONS)).select(
         "event_id", pl.col("not_counted_reason").alias("reason"))
     recorded = postbacks.join(counting, on="event_id", how="inner").with_columns(
-        pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"), pl.lit(None, dtype=pl.String).alias("own_detail"))
     from_postbacks = pl.concat([
-        f.select(*base_cols, "reason", "nearest_click_id") for f in (refused, dupes, recorded)
-    ]).join(events.select("event_id", "kind", "path"), on="event_id", how="left")
+        f.select(*base_cols, "reason", "nearest_click_id", "own_detail") for f in (refused, dupes, recorded)
+    ]).join(events.select("event_id", "kind", "path", "remote_addr", "forwarded_for"), on="event_id", how="left")
+    from_postbacks = from_postbacks.with_columns(
+        pl.when(pl.col("reason").is_in(AUTH_REASONS)).then(sender_text()).otherwise(pl.col("own_detail"))
+        .alias("own_detail"))
 
     unrouted = events.filter((pl.col("kind") == "unrouted") & pl.col("click_id").is_not_null()).with_columns(
         pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
@@ -113,12 +162,15 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         pl.lit("wrong_path").alias("reason"),
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
     )
-    rows = pl.concat([from_postbacks.select(list(schema)[:-1]),
-                      unrouted.select(list(schema)[:-1])], how="vertical_relaxed")
+    unrouted = unrouted.with_columns(pl.lit(None, dtype=pl.String).alias("own_detail"))
+    rows = pl.concat([from_postbacks.select(*list(schema)[:-1], "own_detail"),
+                      unrouted.select(*list(schema)[:-1], "own_detail")], how="vertical_relaxed")
     detail = pl.col("reason").replace_strict(DETAILS, default=None, return_dtype=pl.String)
+    generic = pl.coalesce(detail, pl.concat_str(pl.lit("Refused with "), pl.col("reason"), pl.lit(".")))
     rows = rows.with_columns(
-        pl.coalesce(detail, pl.concat_str(pl.lit("Refused with "), pl.col("reason"), pl.lit(".")))
-        .alias("detail"))
+        pl.when(pl.col("reason") == "conflicting_duplicate").then(pl.col("own_detail"))
+        .when(pl.col("own_detail").is_not_null()).then(pl.concat_str(generic, pl.lit(" "), pl.col("own_detail")))
+        .otherwise(generic).alias("detail")).drop("own_detail")
     rows = rows.with_columns(
         pl.when(pl.col("nearest_click_id").is_not_null())
         .then(pl.concat_str(pl.col("detail"), pl.lit(" Did you mean "), pl.col("nearest_click_id"), pl.lit("?")))

@@ -86,6 +86,8 @@ class Postbacks(_Base):
     amount: Money = pa.Field(nullable=True, ge=0, description="amount (or payout) in `currency`")
     commission: Money = pa.Field(nullable=True, ge=0, description="commission in `currency`")
     commission_sent: bool = pa.Field(nullable=True, description="whether a commission parameter was sent")
+    amount_sent: bool = pa.Field(nullable=True, description="whether an amount (or payout) parameter was sent; "
+                                 "a missing one is recorded as 0")
     currency: str = pa.Field(nullable=True, str_matches=CURRENCY_RE, description="ISO 4217 code of the amounts")
     currency_source: str = pa.Field(nullable=True, description="param | offer | default")
     partner_id: str = pa.Field(nullable=True, description="partner of the click, else of the api key")
@@ -140,6 +142,9 @@ class Conversions(_Base):
     dialect: str = pa.Field(nullable=True)
     duplicates: int = pa.Field(ge=0, description="later postbacks for the pair (ignored or applied as updates)")
     updates_applied: int = pa.Field(ge=0, description="later postbacks that changed the status")
+    conflicting_duplicates: int = pa.Field(ge=0, description="later postbacks for the pair whose amount, currency "
+                                           "or commission differs from the recorded one (postback_issues: "
+                                           "conflicting_duplicate); the recorded values are kept")
     event_id: str = pa.Field(description="log record of the recorded postback")
     seq: int = pa.Field(description="log position of the recorded postback")
     last_event_id: str = pa.Field(description="log record that set the current status")

@@ -16,11 +16,13 @@ bad line is never cached, so its warning is repeated on every run.
 
 from __future__ import annotations
 
+import base64
 import functools
 import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +32,19 @@ import polars as pl
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
 from receiver.log import BadLine, check_line, segment_paths
+from receiver.params import (
+    ADVERTISER_VOCABULARY,
+    BASE_VOCABULARY,
+    ParamError,
+    merge_params,
+    parse_body,
+    parse_query,
+    split_params,
+)
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 1
+STAGING_VERSION = 2  # 2: amount_sent
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -58,6 +69,7 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
     "line_no": pl.Int64(),
     **{name: pl.String() for name in FIELD_TEXT},
     **{name: pl.Boolean() for name in FIELD_BOOL},
+    "amount_sent": pl.Boolean(),
 }
 STAGED_SCHEMA: dict[str, pl.DataType] = {
     **RAW_SCHEMA,
@@ -146,7 +158,47 @@ def _row(record: dict[str, Any], segment: str, line_no: int) -> list[Any]:
     for name in FIELD_BOOL:
         value = fget(name)
         row.append(value if value.__class__ is bool else None)
+    row.append(amount_sent(record, fget("amount")) if get("kind") == "postback" else None)
     return row
+
+
+def _is_zero(amount: str) -> bool:
+    """Whether an exact decimal string ("0", "0.00") is zero; junk is not zero (it was sent)."""
+    try:
+        return Decimal(amount) == 0
+    except InvalidOperation:
+        return False
+
+
+def amount_sent(record: dict[str, Any], amount: Any) -> bool | None:
+    """Whether the postback carried an amount (or payout) parameter.
+
+    The receiver writes "0" for a missing amount, so a zero amount alone cannot tell
+    "not sent" from "sent as 0"; only then is the raw request read again, with the
+    receiver's own parameter rules. A conflicting duplicate depends on this: a status
+    update that sends no amount does not contradict the recorded one.
+    """
+    if not isinstance(amount, str):
+        return None
+    if not _is_zero(amount):
+        return True
+    return _raw_amount(record) is not None
+
+
+def _raw_amount(record: dict[str, Any]) -> str | None:
+    """The amount parameter of the raw request, or None when it had none (or cannot be read)."""
+    body = record.get("body") or ""
+    try:
+        raw_body = base64.b64decode(body) if record.get("body_encoding") == "base64" else body.encode()
+        body_params = parse_body(raw_body, record.get("content_type"))
+    except (ParamError, ValueError):
+        body_params = {}
+    params = merge_params(parse_query(record.get("query") or ""), body_params)
+    fields = record.get("fields")
+    dialect = fields.get("dialect") if isinstance(fields, dict) else None
+    vocabulary = ADVERTISER_VOCABULARY if dialect == "advertiser" else BASE_VOCABULARY
+    raw, _ = split_params(params, vocabulary)
+    return raw["amount"] or None
 
 
 def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:

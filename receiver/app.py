@@ -25,8 +25,9 @@ from receiver.config import ConfigStore
 from receiver.errors import HTTP_STATUS, Refusal
 from receiver.indexes import ClickIndex, ConversionIndex, rebuild_indexes
 from receiver.log import LogRecordError, LogWriteError, SegmentWriter, iter_log
+from receiver.openapi import OPENAPI_PATH, document_bytes
 from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
-from receiver.postbacks import DIALECTS, PostbackInput, decide_postback
+from receiver.postbacks import DIALECTS, PostbackInput, decide_postback, request_part
 from receiver.timeutil import format_utc, utc_now
 
 log = logging.getLogger("clickledger.receiver")
@@ -289,14 +290,22 @@ class PostbackResource:
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, key: str | None = None) -> None:
         resp.context.kind, resp.context.route = "postback", self.route
+        receiver = self.receiver
+        config = receiver.config
+        client_ip = config.client_ip(req.remote_addr, req.get_header("X-Forwarded-For"))
         try:
             body_params = parse_body(req.context.body, req.content_type)
         except ParamError as exc:
-            raise Refusal(exc.code, str(exc), fields={"dialect": self.dialect}) from None
+            fields = {"dialect": self.dialect, "client_ip": client_ip}
+            raise Refusal(exc.code, str(exc), fields=fields) from None
         params = merge_params(parse_query(req.query_string), body_params)
-        data = PostbackInput(self.dialect, params, req.get_header("X-API-Key"), key)
-        receiver = self.receiver
-        decision = decide_postback(data, receiver.config, receiver.clicks, req.context.received_at)
+        data = PostbackInput(
+            self.dialect, params, req.get_header("X-API-Key"), key, client_ip=client_ip,
+            signature=req.get_header("X-Signature"), timestamp=req.get_header("X-Timestamp"),
+            signed_request=request_part(req.method, _request_line_path(req.env),
+                                        _wsgi_text(req.query_string), req.context.body),
+        )
+        decision = decide_postback(data, config, receiver.clicks, req.context.received_at)
         resp.context.fields, resp.context.custom_data = decision.fields, decision.custom_data
         if decision.result == "test":
             resp.context.result = "test"
@@ -336,6 +345,23 @@ class HealthResource:
         })
 
 
+class OpenAPIResource:
+    """GET /openapi.json: the OpenAPI document (logged like any request, kind "other")."""
+
+    kind = "other"
+
+    route = OPENAPI_PATH
+
+    def __init__(self) -> None:
+        self.document = document_bytes()  # built once: it depends on code, never on config
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.context.kind, resp.context.route, resp.context.result = "other", self.route, "ok"
+        resp.status = 200
+        resp.data = self.document
+        resp.content_type = falcon.MEDIA_JSON
+
+
 def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     """Any other path: 404, but the record keeps its parameters (a postback sent to the wrong URL)."""
     params = merge_params(parse_query(req.query_string), _safe_body_params(req))
@@ -344,6 +370,26 @@ def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     resp.context.fields = {"click_id": find_click_id(params)}
     raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see the README)",
                   fields=resp.context.fields, custom_data=params)
+
+
+def _wsgi_text(value: str) -> str:
+    """A WSGI string (latin-1 of the bytes received) as the UTF-8 text the sender wrote."""
+    return value.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+
+
+def _request_line_path(env: dict[str, Any]) -> str:
+    """The path as the sender wrote it (still percent-encoded), which is what a signature covers.
+
+    waitress keeps the request target as REQUEST_URI; a server without it (Falcon's test
+    client) gives only the decoded PATH_INFO, which is the same text for a plain path.
+    """
+    target = env.get("REQUEST_URI")
+    if not target:
+        return _wsgi_text(env.get("PATH_INFO", ""))
+    path = target.split("?", 1)[0].split("#", 1)[0]
+    if "://" in path:  # absolute-form request target: http://host/path
+        path = "/" + path.split("://", 1)[1].partition("/")[2]
+    return _wsgi_text(path)
 
 
 def _safe_body_params(req: falcon.Request) -> dict[str, Any]:
@@ -415,6 +461,7 @@ def create_app(
     # seed 001's "check system status" URL answers like /healthz
     for route in ("/healthz", "/api/analytics/postback/test"):
         app.add_route(route, HealthResource(receiver, route))
+    app.add_route(OpenAPIResource.route, OpenAPIResource())
     app.add_sink(unrouted, "/")
     # Registered most generic first: Falcon picks the most specific handler.
     app.add_error_handler(Exception, _unexpected)

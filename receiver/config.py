@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import os
 import re
 import threading
@@ -23,6 +24,9 @@ from urllib.parse import urlsplit
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 OFFER_STATUSES = ("active", "paused", "pending")
 POSTBACK_AUTH = ("key", "none")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 class ConfigError(ValueError):
@@ -51,12 +55,42 @@ class RevenueShare:
         }
 
 
+def parse_address(text: str | None) -> IPAddress | None:
+    """An IP address, or None if `text` is not one.
+
+    IPv4-mapped IPv6 is unwrapped, so ::ffff:203.0.113.5 (a dual-stack socket) still
+    matches an allowlist entry 203.0.113.0/24.
+    """
+    if not text:
+        return None
+    try:
+        address = ipaddress.ip_address(text.strip().strip("[]").split("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def in_networks(address: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bool:
+    return address is not None and any(address in network for network in networks)
+
+
 @dataclass(frozen=True)
 class Partner:
     id: str
     api_key_sha256: bytes | None
     postback_auth: str = "key"
     status_updates: bool = False
+    # None: any address may post for this partner's clicks; else only these networks.
+    allowed_ips: tuple[IPNetwork, ...] | None = None
+    # Set: every postback for this partner must carry X-Signature / X-Timestamp (HMAC-SHA256).
+    signing_secret: bytes | None = field(default=None, repr=False)
+
+    def ip_allowed(self, client_ip: str | None) -> bool:
+        if self.allowed_ips is None:
+            return True
+        return in_networks(parse_address(client_ip), self.allowed_ips)
 
     def key_matches(self, key: str) -> bool:
         if self.api_key_sha256 is None:
@@ -107,6 +141,7 @@ class Config:
     products: dict[str, Product] = field(default_factory=dict)
     users: dict[str, User] = field(default_factory=dict)
     path: Path | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     def __post_init__(self) -> None:
         # Lookup tables derived once per load, never per request.
@@ -129,6 +164,21 @@ class Config:
             return user
         return None
 
+    def client_ip(self, remote_addr: str | None, forwarded_for: str | None) -> str | None:
+        """The address a postback came from: REMOTE_ADDR, unless that is one of our trusted proxies.
+
+        Behind a trusted proxy it is the right-most X-Forwarded-For entry that is not itself a
+        trusted proxy (entries to its left are written by the client and can be forged). A
+        forwarded header from any other peer is ignored: anyone can send one.
+        """
+        if not forwarded_for or not in_networks(parse_address(remote_addr), self.trusted_proxies):
+            return remote_addr
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not in_networks(parse_address(hop), self.trusted_proxies):
+                return hop
+        return hops[0] if hops else remote_addr
+
     @property
     def any_public_partner(self) -> bool:
         return any(p.postback_auth == "none" for p in self.partners.values())
@@ -136,9 +186,11 @@ class Config:
 
 # ---------------------------------------------------------------- loading
 
-_TOP_KEYS = {"base_currency", "homepage", "public_url", "partners", "offers", "links", "products", "users"}
+_TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "partners", "offers",
+             "links", "products", "users"}
 _TABLE_KEYS = {
-    "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates"}),
+    "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates",
+                          "allowed_ips", "signing_secret", "signing_secret_env"}),
     "offers": ({"id", "partner", "url"}, {"status", "currency", "revenue_share", "click_ttl_hours"}),
     "links": ({"slug", "offer", "affiliate"}, set()),
     "products": ({"id", "offer", "task_url"}, {"click_ttl_hours"}),
@@ -208,6 +260,43 @@ def _decimal(value: Any, what: str, fail) -> Decimal:
     return number
 
 
+def _networks(value: Any, what: str, fail) -> tuple[IPNetwork, ...]:
+    """A list of CIDR blocks or single addresses (IPv4 or IPv6); host bits set are refused."""
+    if not isinstance(value, list) or not value:
+        fail(f"{what} must be a non-empty list of addresses or CIDR blocks, "
+             f"e.g. [\"203.0.113.0/24\"]")
+    networks = []
+    for item in value:
+        if not isinstance(item, str):
+            fail(f"{what}: {item!r} is not an IP address or CIDR block")
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            fail(f"{what}: {item!r} is not an IP address or CIDR block ({exc})")
+    return tuple(networks)
+
+
+def _signing_secret(entry: dict[str, Any], fail) -> bytes | None:
+    """signing_secret, or the environment variable signing_secret_env names (out of the file)."""
+    if "signing_secret" in entry and "signing_secret_env" in entry:
+        fail("give signing_secret or signing_secret_env, not both", "signing_secret_env")
+    if "signing_secret_env" in entry:
+        name = entry["signing_secret_env"]
+        if not isinstance(name, str) or not name:
+            fail("signing_secret_env must name an environment variable", "signing_secret_env")
+        secret = os.environ.get(name, "")
+        if not secret:
+            fail(f"signing_secret_env names {name!r}, which is not set or empty",
+                 "signing_secret_env")
+        return secret.encode("utf-8")
+    if "signing_secret" in entry:
+        secret = entry["signing_secret"]
+        if not isinstance(secret, str) or len(secret) < 16:
+            fail("signing_secret must be a string of at least 16 characters", "signing_secret")
+        return secret.encode("utf-8")
+    return None
+
+
 def parse_config(text: str, path: Path | None = None) -> Config:
     """Parse and validate config text; raises ConfigError naming the line of the first problem."""
     try:
@@ -233,6 +322,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
                             lambda m: fail_at(m, None, 0, "homepage"))
     public_url = _require_url(raw.get("public_url", "http://127.0.0.1:8080"), "public_url",
                               lambda m: fail_at(m, None, 0, "public_url")).rstrip("/")
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    if "trusted_proxies" in raw:
+        trusted_proxies = _networks(raw["trusted_proxies"], "trusted_proxies",
+                                    lambda m: fail_at(m, None, 0, "trusted_proxies"))
 
     tables: dict[str, list[dict[str, Any]]] = {}
     for name, (required, optional) in _TABLE_KEYS.items():
@@ -285,7 +378,12 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         updates = e.get("status_updates", False)
         if not isinstance(updates, bool):
             fail_at("status_updates must be true or false", "partners", i, "status_updates")
-        partners[e["id"]] = Partner(e["id"], digest, auth, updates)
+        allowed = None
+        if "allowed_ips" in e:
+            allowed = _networks(e["allowed_ips"], "allowed_ips",
+                                lambda m, i=i: fail_at(m, "partners", i, "allowed_ips"))
+        secret = _signing_secret(e, lambda m, key, i=i: fail_at(m, "partners", i, key))
+        partners[e["id"]] = Partner(e["id"], digest, auth, updates, allowed, secret)
 
     def positive_hours(value: Any, table: str, i: int) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
@@ -341,7 +439,8 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         tokens.add(e["token"])
         users[e["id"]] = User(e["id"], e["token"])
 
-    return Config(base_currency, homepage, public_url, partners, offers, links, products, users, path)
+    return Config(base_currency, homepage, public_url, partners, offers, links, products, users,
+                  path, trusted_proxies)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

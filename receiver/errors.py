@@ -15,6 +15,11 @@ HTTP_STATUS: dict[str, int] = {
     "api_key_required": 401,
     "invalid_api_key": 403,
     "campaign_mismatch": 403,
+    # postback authentication beyond the key (partner allowed_ips, signing_secret)
+    "ip_not_allowed": 403,
+    "signature_required": 401,
+    "invalid_signature": 403,
+    "signature_expired": 403,
     "click_not_found": 404,
     "click_expired": 410,
     # postback parameters that cannot be used

@@ -1,13 +1,15 @@
 """Deciding a postback: dialect parameters in, normalised fields (or a Refusal) out.
 
 Pure logic: no I/O, no clock of its own. The checks run in the order a partner can
-act on: a bad key first, then the connectivity test, then the click id, its
-values, the click, its owner, the campaign and the expiry.
+act on: a bad key first, then the key's partner's address allowlist and signature,
+then the connectivity test, the click id, its values, the click, its owner (and the
+owner's allowlist and signature), the campaign and the expiry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -36,12 +38,78 @@ DIALECTS = {
 }
 
 
+# A signed postback's X-Timestamp may differ from our clock by at most this much, either way.
+SIGNATURE_WINDOW_SECONDS = 300
+
+
 @dataclass(frozen=True)
 class PostbackInput:
     dialect: str
     params: dict[str, Any]
     header_key: str | None = None
     path_key: str | None = None
+    client_ip: str | None = None  # Config.client_ip: REMOTE_ADDR, or X-Forwarded-For via a proxy
+    signature: str | None = None  # the X-Signature header, "sha256=<hex>"
+    timestamp: str | None = None  # the X-Timestamp header, unix seconds
+    signed_request: bytes = b""  # "{METHOD}.{path}?{query}." + body: what follows "{timestamp}."
+
+
+def signing_message(timestamp: str, method: str, path: str, query: str, body: bytes) -> bytes:
+    """The exact bytes a partner signs with HMAC-SHA256 (see the README, Authentication).
+
+    `{timestamp}.{METHOD}.{path}?{query}.{body}`: the path and raw query string as sent
+    (UTF-8), the raw body bytes (empty for a GET). Binding method, path, query and body
+    means a captured signature cannot be reused for different parameters or another route.
+    """
+    return f"{timestamp}.".encode() + request_part(method, path, query, body)
+
+
+def request_part(method: str, path: str, query: str, body: bytes) -> bytes:
+    return f"{method.upper()}.{path}?{query}.".encode("utf-8", "surrogateescape") + body
+
+
+def sign(secret: str | bytes, message: bytes) -> str:
+    """The X-Signature value for `message`: "sha256=" + lowercase hex HMAC-SHA256."""
+    key = secret.encode("utf-8") if isinstance(secret, str) else secret
+    return "sha256=" + hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def signature_failure(partner: Partner, data: PostbackInput, now: datetime
+                      ) -> tuple[str, str] | None:
+    """(code, message) when the request is not signed as `partner` requires, else None.
+
+    The HMAC is checked before the clock, so only an authentic request learns that its
+    timestamp is out of the window, and a wrong secret always reads invalid_signature.
+    """
+    if partner.signing_secret is None:
+        return None
+    if not data.signature or not data.timestamp:
+        return ("signature_required",
+                "this partner signs postbacks: send X-Signature and X-Timestamp")
+    timestamp = data.timestamp.strip()
+    message = f"{timestamp}.".encode("utf-8", "replace") + data.signed_request
+    expected = sign(partner.signing_secret, message)
+    given = data.signature.strip()
+    if given[:7].lower() == "sha256=":
+        given = "sha256=" + given[7:].lower()
+    if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
+        return ("invalid_signature",
+                "X-Signature is not the HMAC-SHA256 of this request (see the README)")
+    if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+        return ("invalid_signature", "X-Timestamp must be unix seconds")
+    skew = now.timestamp() - int(timestamp)
+    if abs(skew) > SIGNATURE_WINDOW_SECONDS:
+        return ("signature_expired", f"X-Timestamp is {abs(skew):.0f} s from our clock "
+                                     f"(at most {SIGNATURE_WINDOW_SECONDS} s)")
+    return None
+
+
+def auth_failure(partner: Partner, data: PostbackInput, now: datetime) -> tuple[str, str] | None:
+    """The partner's own rules beyond the key: its address allowlist first, then its signature."""
+    if not partner.ip_allowed(data.client_ip):
+        return ("ip_not_allowed",
+                f"postbacks for partner {partner.id!r} are not accepted from {data.client_ip}")
+    return signature_failure(partner, data, now)
 
 
 @dataclass(frozen=True)
@@ -88,6 +156,8 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         "key_source": key_source,
         "key_fingerprint": key_fingerprint(key) if key else None,
         "key_partner_id": None,
+        "client_ip": data.client_ip,
+        "signature_present": bool(data.signature),
         "partner_id": None,
         "offer_id": None,
         "affiliate_id": None,
@@ -106,6 +176,9 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         if key_partner is None:
             raise refuse("invalid_api_key", "this api key belongs to no partner (wrong, or regenerated)")
         fields["key_partner_id"] = key_partner.id
+        # A test postback with a valid key must still come from an allowed address, signed.
+        if failure := auth_failure(key_partner, data, now):
+            raise refuse(*failure)
     if fields["status"] == "test" and key_partner is not None:
         return Decision("test", fields, custom)
 
@@ -137,6 +210,8 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         raise refuse("invalid_api_key", "this api key belongs to a partner that does not own the click's offer")
     if key_partner is None and partner.postback_auth == "key":
         raise refuse("api_key_required", "send your api_key (or the X-API-Key header)")
+    if key_partner is None and (failure := auth_failure(partner, data, now)):
+        raise refuse(*failure)  # a public partner's click: its allowlist and signature still apply
     if fields["status"] == "test":
         return Decision("test", fields, custom)
     if data.dialect == "advertiser":

@@ -35,7 +35,9 @@ def waitress_options(threads: int) -> dict[str, Any]:
         # (At the limit itself waitress would answer 413 alone, and nothing would be logged.)
         "max_request_body_size": 64 * MAX_BODY_BYTES,
         "ident": "clickledger",
-        "clear_untrusted_proxy_headers": True,
+        # The app decides which proxies to trust (config trusted_proxies), so it must see
+        # X-Forwarded-For: waitress would otherwise strip it, trusting no proxy of its own.
+        "clear_untrusted_proxy_headers": False,
         "asyncore_use_poll": True,
     }
 

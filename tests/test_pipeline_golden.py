@@ -61,7 +61,7 @@ def test_dedup_on_click_and_transaction_with_default_transaction_id(tmp_path):
     b = LogBuilder()
     b.click(cid(1))
     b.postback(cid(1), amount="10")  # transaction_id defaults to the click id
-    b.postback(cid(1), amount="99", result="duplicate")
+    b.postback(cid(1), result="duplicate")  # no amount sent: a plain duplicate
     b.postback(cid(1), amount="5", transaction_id="upsell-1")  # a second conversion of the click
     b.postback(cid(1), amount="5", transaction_id="upsell-1", result="duplicate")
     b.postback(cid(1), amount="5", transaction_id="upsell-1", result="duplicate")
@@ -72,6 +72,70 @@ def test_dedup_on_click_and_transaction_with_default_transaction_id(tmp_path):
     assert summary.results == {"recorded": 2, "duplicate": 3}
     issues = tables["postback_issues"]
     assert issues["reason"].to_list() == ["duplicate"] * 3
+    assert conversions["conflicting_duplicates"].to_list() == [0, 0]
+
+
+def test_a_reused_transaction_id_with_other_values_is_a_conflicting_duplicate(tmp_path):
+    """Guarantee 7: a different amount, currency or commission is flagged, never merged."""
+    b = LogBuilder()
+    b.click(cid(1))  # acme: status_updates = false, USD
+    b.postback(cid(1), amount="10.00", transaction_id="t-1")  # seq 2: recorded
+    b.postback(cid(1), amount="12.50", transaction_id="t-1", result="duplicate")  # other amount
+    b.postback(cid(1), amount="10", transaction_id="t-1", result="duplicate")  # the same amount, as 10
+    b.postback(cid(1), transaction_id="t-1", result="duplicate")  # no amount sent: nothing to compare
+    b.postback(cid(1), amount="10", currency="EUR", transaction_id="t-1", result="duplicate")  # other currency
+    b.postback(cid(1), amount="10", commission="3", transaction_id="t-1", result="duplicate")  # a commission
+    zero = b.postback(cid(1), transaction_id="t-1", result="duplicate")  # amount=0 sent explicitly
+    zero["query"] = f"click_id={cid(1)}&transaction_id=t-1&amount=0"
+    tables, summary = derive(tmp_path, b)
+    row = conv(tables, cid(1), "t-1")
+    assert (row["amount"], row["currency"], row["commission"], row["status"]) == (D("10"), "USD", D("0"), "approved")
+    assert (row["duplicates"], row["conflicting_duplicates"]) == (6, 4)
+    issues = tables["postback_issues"]
+    assert issues.select("seq", "reason").rows() == [
+        (3, "conflicting_duplicate"), (4, "duplicate"), (5, "duplicate"), (6, "conflicting_duplicate"),
+        (7, "conflicting_duplicate"), (8, "conflicting_duplicate")]
+    details = dict(issues.select("seq", "detail").rows())
+    assert "recorded 10.00 USD at seq 2, this one says 12.50 USD;" in details[3]
+    assert "recorded 10.00 USD at seq 2, this one says 10.00 EUR;" in details[6]
+    assert "recorded 10.00 USD (commission 0.00) at seq 2, this one says 10.00 USD (commission 3.00);" in details[7]
+    assert "recorded 10.00 USD at seq 2, this one says 0.00 USD;" in details[8]
+    assert summary.issues["conflicting_duplicate"] == 4
+    sent = dict(tables["postbacks"].select("seq", "amount_sent").rows())
+    assert [sent[s] for s in (2, 3, 5, 8)] == [True, True, False, True]
+
+
+def test_a_status_update_with_another_amount_is_applied_and_still_conflicting(tmp_path):
+    b = LogBuilder()
+    b.click(cid(1), offer_id="moustache-survey")  # moustache: status_updates = true
+    b.postback(cid(1), status="pending", amount="20", dialect="publisher")
+    b.postback(cid(1), status="approved", amount="20", result="duplicate", dialect="publisher")  # an update
+    b.postback(cid(1), status="reversed", amount="25", result="duplicate", dialect="publisher")  # conflicting
+    b.postback(cid(1), status="rejected", amount="25", result="duplicate", dialect="publisher")  # no-op, conflicting
+    tables, _ = derive(tmp_path, b)
+    row = conv(tables, cid(1))
+    assert (row["status"], row["status_history"], row["amount"]) == ("rejected", ["pending", "approved", "rejected"],
+                                                                     D("20"))
+    assert (row["duplicates"], row["updates_applied"], row["conflicting_duplicates"]) == (3, 2, 2)
+    issues = tables["postback_issues"].select("seq", "reason", "detail").rows()
+    assert [(s, r) for s, r, _ in issues] == [(4, "conflicting_duplicate"), (5, "conflicting_duplicate")]
+    assert issues[0][2].endswith("Its status step (rejected) was applied.")
+    assert "recorded 20.00 USD at seq 2, this one says 25.00 USD" in issues[1][2]
+
+
+def test_an_earn_json_body_with_amount_zero_is_an_amount_sent(tmp_path):
+    b = LogBuilder()
+    b.click(cid(1), offer_id="taskwall-tasks", user_id="u1", product_id="task-1")
+    b.postback(cid(1), amount="8", status="completed", dialect="earn", transaction_id="t")
+    dup = b.postback(cid(1), status="completed", dialect="earn", transaction_id="t", result="duplicate")
+    dup.update(body='{"amount": 0, "status": "completed", "transactionId": "t"}', content_type="application/json",
+               query=f"click_id={cid(1)}")
+    bare = b.postback(cid(1), status="completed", dialect="earn", transaction_id="t", result="duplicate")
+    bare.update(body='{"status": "completed", "transactionId": "t"}', content_type="application/json")
+    tables, _ = derive(tmp_path, b)
+    assert tables["postbacks"]["amount_sent"].to_list() == [True, True, False]
+    assert tables["postback_issues"].select("seq", "reason").rows() == [
+        (3, "conflicting_duplicate"), (4, "duplicate")]
 
 
 def test_status_is_final_at_first_insert_without_status_updates(tmp_path):
@@ -224,6 +288,11 @@ def test_issue_reasons_for_support(tmp_path):
          "campaign_mismatch", None),
         (dict(click_id=cid(3), error="campaign_id_required", dialect="advertiser"), "missing_campaign_id", None),
         (dict(click_id=cid(1), result="test", status="test"), "test_postback", None),
+        # the receiver's authentication refusals
+        (dict(click_id=cid(1), error="ip_not_allowed", http_status=403), "ip_not_allowed", None),
+        (dict(click_id=cid(1), error="signature_required", http_status=401), "signature_required", None),
+        (dict(click_id=cid(1), error="invalid_signature", http_status=403), "invalid_signature", None),
+        (dict(click_id=cid(1), error="signature_expired", http_status=403), "signature_expired", None),
     ]
     for kwargs, _, _ in cases:
         click_id = kwargs.pop("click_id")
@@ -235,6 +304,15 @@ def test_issue_reasons_for_support(tmp_path):
         (reason, nearest) for _, reason, nearest in cases] + [("wrong_path", None)]
     assert issues["detail"].null_count() == 0
     assert issues.filter(pl.col("reason") == "unknown_click_id")["detail"][0].endswith(f"Did you mean {cid(1)}?")
+    auth = dict(issues.filter(pl.col("reason").is_in(
+        ["ip_not_allowed", "signature_required", "invalid_signature", "signature_expired"]))
+        .select("reason", "detail").rows())
+    assert auth["ip_not_allowed"].startswith("Refused: the sender's address is not in the partner's allowed_ips")
+    assert auth["ip_not_allowed"].endswith(" Sent from 203.0.113.7.")
+    assert "no X-Signature" in auth["signature_required"] and "Sent from 203.0.113.7." in auth["signature_required"]
+    assert "wrong or old signing_secret" in auth["invalid_signature"]
+    assert "clock" in auth["signature_expired"]
+    assert issues.filter(pl.col("reason") == "ip_not_allowed")["http_status"].to_list() == [403]
     wrong_path = issues.row(-1, named=True)
     assert (wrong_path["kind"], wrong_path["path"], wrong_path["click_id"]) == ("unrouted", "/postbak", cid(1))
     assert tables["conversions"].is_empty()
