@@ -46,6 +46,9 @@ class Settings:
     max_body_bytes: int = MAX_BODY_BYTES
     max_logged_body_bytes: int = MAX_LOGGED_BODY_BYTES
     segment_bytes: int | None = None
+    # Load shedding: past this many requests waiting for a worker thread, answer 503 at once
+    # (logged) instead of queueing without bound. None: no shedding (no server queue to read).
+    max_queue: int | None = None
 
     @property
     def log_dir(self) -> Path:
@@ -60,8 +63,10 @@ class Receiver:
     """What the resources share: config, indexes, the log writer, clock and ids."""
 
     def __init__(self, settings: Settings, writer: SegmentWriter | None, clock: Callable[[], datetime],
-                 new_click_id: Callable[[], str], new_event_id: Callable[[], str]):
+                 new_click_id: Callable[[], str], new_event_id: Callable[[], str],
+                 queue_depth: Callable[[], int] | None = None):
         self.settings = settings
+        self.queue_depth = queue_depth
         self.config_store = ConfigStore(settings.config_path)
         records = iter_log(settings.log_dir, on_bad=lambda bad: log.warning(
             "skipping %s record at %s line %d", "torn" if bad.torn else "corrupt", bad.segment, bad.line_no))
@@ -120,6 +125,13 @@ class RequestRecorder:
         req.context.body = body
         if len(body) > limit:
             raise Refusal("body_too_large", f"request bodies are limited to {limit} bytes")
+
+    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         params: dict[str, Any]) -> None:
+        """Shed load once routed (so the logged 503 keeps its route and click id), before any work."""
+        max_queue, depth = self.receiver.settings.max_queue, self.receiver.queue_depth
+        if max_queue is not None and depth is not None and depth() > max_queue:
+            raise Refusal("overloaded", "the receiver is at capacity: send it again in a second")
 
     def build_record(self, req: falcon.Request, resp: falcon.Response) -> dict[str, Any]:
         ctx = resp.context
@@ -406,6 +418,8 @@ def _refused(req: falcon.Request, resp: falcon.Response, exc: Refusal, params: A
     if exc.custom_data is not None:
         resp.context.custom_data = exc.custom_data
     answer(resp, exc.http_status, {"ok": False, "error": exc.code, "message": exc.message})
+    if exc.code == "overloaded":
+        resp.set_header("Retry-After", "1")
 
 
 _FALCON_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
@@ -445,11 +459,12 @@ def create_app(
     new_click_id: Callable[[], str] = new_uuid,
     new_event_id: Callable[[], str] = new_uuid,
     writer: SegmentWriter | None = None,
+    queue_depth: Callable[[], int] | None = None,
 ) -> ReceiverApp:
     """The receiver over DATA (its config.toml and log/); `app.receiver.close()` releases the log."""
     if not isinstance(settings, Settings):
         settings = Settings(Path(settings))
-    receiver = Receiver(settings, writer, clock, new_click_id, new_event_id)
+    receiver = Receiver(settings, writer, clock, new_click_id, new_event_id, queue_depth)
     recorder = RequestRecorder(receiver)
     app = ReceiverApp(middleware=[recorder])
     app.req_options.strip_url_path_trailing_slash = True

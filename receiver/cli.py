@@ -19,7 +19,7 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver.server import serve
 
     ensure_config(args.data)
-    return serve(args.data, args.host, args.port, args.threads)
+    return serve(args.data, args.host, args.port, args.threads, args.max_queue)
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     from receiver.server import DEFAULT_THREADS
 
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS)
+    p.add_argument("--max-queue", type=int, default=None,
+                   help="requests waiting for a thread before new ones get 503 (default: 2 x threads)")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("simulate", help="send realistic clicks and postbacks to a running receiver")

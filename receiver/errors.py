@@ -41,6 +41,7 @@ HTTP_STATUS: dict[str, int] = {
     "body_too_large": 413,
     "internal_error": 500,
     "log_unavailable": 503,
+    "overloaded": 503,
 }
 
 

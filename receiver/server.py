@@ -10,6 +10,7 @@ from typing import Any
 
 import waitress
 from waitress.server import create_server
+from waitress.task import ThreadedTaskDispatcher
 
 from receiver.app import MAX_BODY_BYTES, Settings, create_app
 from receiver.config import ConfigError
@@ -42,22 +43,30 @@ def waitress_options(threads: int) -> dict[str, Any]:
     }
 
 
-def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THREADS) -> int:
+def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THREADS,
+          max_queue: int | None = None) -> int:
+    """Serve until SIGTERM or Ctrl-C. Past `max_queue` waiting requests (default: 2 per thread)
+    the app answers 503 `overloaded` at once, so a burst is shed instead of queued without bound."""
     # waitress warns about its task queue on nearly every request under load; that costs CPU.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
+    dispatcher = ThreadedTaskDispatcher()  # ours, so the app can read its queue depth
+    dispatcher.set_thread_count(threads)
+    max_queue = 2 * threads if max_queue is None else max_queue
     try:
-        app = create_app(Settings(Path(data_dir)))
+        app = create_app(Settings(Path(data_dir), max_queue=max_queue),
+                         queue_depth=lambda: len(dispatcher.queue))
     except (ConfigError, LogLockedError) as exc:
         print(f"clickledger: {exc}", file=sys.stderr)
         return 2
-    server = create_server(app, host=host, port=port, **waitress_options(threads))
+    server = create_server(app, host=host, port=port, _dispatcher=dispatcher, **waitress_options(threads))
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
     actual_port = server.effective_port  # type: ignore[attr-defined]
-    print(f"clickledger receiver on http://{host}:{actual_port} (data: {data_dir}, threads: {threads})",
+    print(f"clickledger receiver on http://{host}:{actual_port} (data: {data_dir}, threads: {threads}, "
+          f"max queue: {max_queue})",
           flush=True)
     try:
         server.run()
