@@ -20,7 +20,7 @@ import base64
 import functools
 import logging
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -31,7 +31,7 @@ import polars as pl
 
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
-from receiver.log import BadLine, check_line, segment_paths
+from receiver.log import BadLine, iter_lines, segment_paths
 from receiver.params import (
     ADVERTISER_VOCABULARY,
     BASE_VOCABULARY,
@@ -95,29 +95,6 @@ class StagedLog:
     @property
     def corrupt(self) -> list[BadLine]:
         return [b for b in self.skipped if not b.torn]
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
-    """(line number, record or BadLine) of one segment.
-
-    The twin of receiver.log.iter_segment (same checks, via check_line), but it
-    also yields line numbers, so errors can name the exact line.
-    """
-    data = path.read_bytes()
-    offset, line_no, size = 0, 0, len(data)
-    while offset < size:
-        end = data.find(b"\n", offset)
-        terminated = end != -1
-        if not terminated:
-            end = size
-        line_no += 1
-        line = data[offset:end]
-        record = check_line(line) if terminated else None
-        if record is None and line.strip():
-            yield line_no, BadLine(path, line_no, offset, not terminated, line[:120])
-        elif record is not None:
-            yield line_no, record
-        offset = end + 1
 
 
 def _text(value: Any) -> str | None:

@@ -43,8 +43,7 @@ import polars as pl
 from pipeline.errors import LedgerError
 from pipeline.money import CENTS, cents
 from pipeline.schemas import polars_schema
-from pipeline.staging import iter_lines
-from receiver.log import BadLine, encode_record
+from receiver.log import BadLine, encode_record, iter_lines
 from receiver.timeutil import format_utc
 
 log = logging.getLogger("clickledger.pipeline")
