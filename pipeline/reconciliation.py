@@ -301,3 +301,99 @@ def write_csv_safe(frame: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
         for c in as_text.columns)
     safe.write_csv(path)
     return path
+
+
+NEVER_RECEIVED = ("never_received", "No request with this click id ever reached us: ask the partner whether "
+                  "the postback was sent, and to which URL (see the README's endpoints).")
+
+
+def explain_missing_ours(result: ReconcileResult, wh: Warehouse) -> pl.DataFrame:
+    """Why each missing_ours row is not among our conversions, from postback_issues.
+
+    A row's explanation is the latest issue (by log seq) with its click id, preferring one with
+    the same transaction id; with none, the request never reached us (`never_received`).
+    """
+    missing = result.rows.filter(pl.col("outcome") == "missing_ours").select(
+        *KEY, "theirs_amount", "theirs_currency", "theirs_date")
+    issues = wh.postback_issues.filter(pl.col("click_id").is_not_null()).select(
+        "click_id", pl.col("transaction_id").alias("issue_transaction_id"), "seq", "received_at", "route",
+        "error", "reason", "detail", "nearest_click_id")
+    matched = missing.join(issues, on="click_id", how="left").with_columns(
+        (pl.col("issue_transaction_id") == pl.col("transaction_id")).fill_null(False).alias("_same_txn"))
+    best = (matched.sort([*KEY, "_same_txn", "seq"], nulls_last=False)
+            .group_by(KEY, maintain_order=True).last())
+    return best.with_columns(
+        pl.col("reason").fill_null(pl.lit(NEVER_RECEIVED[0])),
+        pl.col("detail").fill_null(pl.lit(NEVER_RECEIVED[1])),
+        pl.col("received_at").alias("last_attempt_at"),
+    ).select(*KEY, "theirs_amount", "theirs_currency", "theirs_date", "reason", "error", "detail",
+             "nearest_click_id", "last_attempt_at", "route").sort(KEY)
+
+
+def daily_totals(result: ReconcileResult) -> pl.DataFrame:
+    """Count and base-currency amount per day, ours and theirs side by side (long form: `side`).
+
+    Our day is the reconciliation's day of the conversion; theirs is the statement's date,
+    else ours. A day where the sides part is where a gap opened.
+    """
+    ours = (result.rows.filter(pl.col("ours_amount").is_not_null())
+            .group_by(pl.col("ours_day").alias("day")).agg(
+                pl.len().cast(pl.Int64).alias("count"), pl.col("ours_amount_base").sum().alias("amount_base"))
+            .with_columns(pl.lit("ours").alias("side")))
+    theirs = (result.rows.filter(pl.col("theirs_amount").is_not_null())
+              .group_by(pl.coalesce("theirs_date", "ours_day").alias("day")).agg(
+                  pl.len().cast(pl.Int64).alias("count"), pl.col("theirs_amount_base").sum().alias("amount_base"))
+              .with_columns(pl.lit("theirs").alias("side")))
+    return pl.concat([ours, theirs]).select("day", "side", "count", "amount_base").sort("day", "side")
+
+
+def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, end: date | None = None,
+                     seed: int = 1) -> pl.DataFrame:
+    """A SAMPLE partner statement built from our own conversions with deliberate differences, so a
+    demo shows every outcome: some rows dropped, amounts, statuses and currencies changed, and
+    rows we do not have (click ids of that partner's refused postbacks, and never-received ones).
+    """
+    import random
+    import uuid
+
+    rng = random.Random(seed)
+    conv = wh.conversions.filter(pl.col("partner_id") == partner).with_columns(
+        pl.col("converted_at").dt.date().alias("date"))
+    if start is not None:
+        conv = conv.filter(pl.col("date") >= start)
+    if end is not None:
+        conv = conv.filter(pl.col("date") <= end)
+    rows: list[dict[str, Any]] = []
+    flip = {"approved": "pending", "pending": "approved", "rejected": "approved"}
+    for r in conv.sort("seq").iter_rows(named=True):
+        roll = rng.random()
+        if roll < 0.05:
+            continue  # missing_theirs
+        status, amount, currency = r["status"], r["amount"], r["currency"]
+        if roll < 0.09:
+            amount = amount + rng.choice([-5, -1, 1, 2, 10])
+        elif roll < 0.12:
+            status = flip[status]
+        elif roll < 0.13:
+            currency = "EUR" if currency != "EUR" else "USD"
+        rows.append({"click_id": r["click_id"], "transaction_id": r["transaction_id"], "status": status,
+                     "amount": str(max(amount, 0)), "currency": currency, "date": r["date"].isoformat()})
+    refused = wh.postback_issues.filter(
+        (pl.coalesce("partner_id", "key_partner_id") == partner) & pl.col("click_id").is_not_null()
+        & pl.col("error").is_in(["click_not_found", "invalid_api_key", "api_key_required", "not_found"]))
+    if start is not None:
+        refused = refused.filter(pl.col("received_at").dt.date() >= start)
+    if end is not None:
+        refused = refused.filter(pl.col("received_at").dt.date() <= end)
+    for r in refused.sort("seq").head(8).iter_rows(named=True):
+        rows.append({"click_id": r["click_id"], "transaction_id": r["transaction_id"] or r["click_id"],
+                     "status": "approved", "amount": r["amount"] or "10.00", "currency": r["currency"] or "USD",
+                     "date": r["received_at"].date().isoformat()})
+    last_day = (end or (conv["date"].max() if conv.height else date.today())).isoformat()
+    for _ in range(2):
+        click_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+        rows.append({"click_id": click_id, "transaction_id": click_id, "status": "approved",
+                     "amount": f"{rng.uniform(5, 80):.2f}", "currency": "USD", "date": last_day})
+    schema = {"click_id": pl.String, "transaction_id": pl.String, "status": pl.String, "amount": pl.String,
+              "currency": pl.String, "date": pl.String}
+    return pl.DataFrame(rows, schema=schema)

@@ -134,3 +134,27 @@ def test_time_zone_and_date_basis_of_the_statement_days(tmp_path):
     assert result.rows["ours_day"].to_list() == [T0.date().replace(day=2)]
     with pytest.raises(pipeline.PipelineError, match="unknown time zone"):
         pipeline.reconcile(wh, partner="acme", statement=statement, tz="Mars/Olympus")
+
+
+def test_sample_statement_shows_every_outcome_and_missing_rows_are_explained(tmp_path):
+    from pipeline.reconciliation import daily_totals, explain_missing_ours, sample_statement
+
+    data = make_data_dir(tmp_path / "data")
+    b = LogBuilder()
+    for n in range(1, 81):
+        b.click(cid(n))
+        b.postback(cid(n), amount=f"{10 + n}.00")
+    b.postback("{click_id}", amount="12", error="click_not_found", http_status=404, key_partner_id="acme")
+    b.write(data)
+    pipeline.run(data)
+    wh = pipeline.load(data)
+    statement = sample_statement(wh, "acme", seed=3)
+    result = pipeline.reconcile(wh, partner="acme", statement=statement)
+    outcomes = set(result.rows["outcome"])
+    assert {"matched", "missing_ours", "missing_theirs", "amount_mismatch", "status_mismatch"} <= outcomes
+    why = {r["click_id"]: r["reason"] for r in explain_missing_ours(result, wh).rows(named=True)}
+    assert why["{click_id}"] == "unsubstituted_macro"
+    assert list(why.values()).count("never_received") == 2
+    daily = daily_totals(result)
+    assert set(daily["side"]) == {"ours", "theirs"}
+    assert daily.filter(pl.col("side") == "ours")["count"].sum() == result.rows["ours_amount"].is_not_null().sum()
