@@ -176,3 +176,80 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         .then(pl.concat_str(pl.col("detail"), pl.lit(" Did you mean "), pl.col("nearest_click_id"), pl.lit("?")))
         .otherwise(pl.col("detail")).alias("detail"))
     return rows.select(list(schema)).sort("seq").cast(schema)  # type: ignore[arg-type]
+
+
+# What support tells a partner, per reason: the troubleshooting table of the partner guide
+# (seed 003) is the model: symptom, likely cause, fix.
+FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
+    ("empty_click_id", "Postback answers click_id_required",
+     "The click_id / cid parameter is missing or empty in the postback",
+     "Put the click id macro of your platform in the postback URL: ...&click_id={click_id}"),
+    ("unsubstituted_macro", "Postback answers click_not_found; the click id reads like {click_id}",
+     "The tracker sent its macro text instead of filling it in (wrong macro name for that platform)",
+     "Use the macro your platform documents for the click id we passed (e.g. {clickid}, {sub1}); "
+     "send a test postback and check the click id is a UUID"),
+    ("malformed_click_id", "Postback answers click_not_found; the id is not a UUID",
+     "The id was cut or altered on the way (truncated field, URL-encoding, another parameter's value)",
+     "Store the click_id from our redirect unchanged and send it back as is; nearest_click_id shows "
+     "the click it most likely was"),
+    ("unknown_click_id", "Postback answers click_not_found",
+     "The click_id is wrong, stale, or was never captured on your side at the moment of the click",
+     "Capture click_id from the landing page URL at the click and carry it to the order; "
+     "nearest_click_id shows a close match when there is one"),
+    ("click_expired", "Postback answers click_expired",
+     "The conversion came after the offer's click lifetime (click_ttl_hours)",
+     "Send postbacks within the click lifetime, or ask us to extend it for this offer"),
+    ("missing_api_key", "Postback answers api_key_required",
+     "No api_key parameter (or X-API-Key header) was sent",
+     "Add your key from Settings: ...&api_key=YOUR_KEY, or the X-API-Key header"),
+    ("wrong_api_key", "Postback answers invalid_api_key",
+     "The key is wrong or was regenerated (the old one stops working at once)",
+     "Copy the current key from Settings into the postback URL"),
+    ("key_of_another_partner", "Postback answers invalid_api_key",
+     "The key belongs to another partner than the one owning the click's offer",
+     "Use the key of the account that owns this offer"),
+    ("campaign_mismatch", "ClickWall postback answers campaign_mismatch",
+     "campaign_id is not the campaign this click was made for",
+     "Use the postback URL of this campaign exactly as the dashboard gives it"),
+    ("missing_campaign_id", "ClickWall postback answers campaign_id_required",
+     "The postback has no campaign_id", "Add campaign_id exactly as the dashboard gives it"),
+    ("wrong_path", "Postback answers 404 not_found (or 200 somewhere else) and no conversion appears",
+     "The postback goes to a path we do not serve", "Send it to /api/postback (see the endpoints table)"),
+    ("duplicate", "Postback answers duplicate; a second conversion from the same click does not appear",
+     "The same (click_id, transaction_id) pair was sent again: it is deduplicated",
+     "For a separate conversion (an upsell), send a distinct transaction_id"),
+    ("conflicting_duplicate", "A repeated postback carries another amount, currency or commission",
+     "The transaction id was reused for a different sale, or the amount was corrected",
+     "Use a new transaction_id per sale; corrections go through finance, not a re-post"),
+    ("status_is_final", "Conversion stays pending (or rejected) after a later postback",
+     "Status is fixed at first insert for this partner (status_updates = false)",
+     "Send the postback once the status is final, or ask us to enable status updates"),
+    ("status_change_not_allowed", "A later status was ignored",
+     "Only pending -> approved/rejected and approved -> rejected are applied",
+     "Send statuses in their real order; a rejected conversion cannot be approved again"),
+    ("test_postback", "Postback answers test", "status=test is a connectivity test, never counted",
+     "Nothing to fix: send real conversions without status=test"),
+    ("fx_missing", "Conversion shows but does not count toward earnings",
+     "We have no exchange rate for its currency on its day",
+     "Internal: add the currency's rate to fx_rates.csv and re-run the pipeline"),
+    ("click_unknown", "Conversion recorded for a click the warehouse does not know",
+     "The click record is missing from the log (should not happen)", "Internal: investigate the log"),
+    ("no_offer_terms", "Conversion recorded but no payout can be computed",
+     "The click carries no revenue share and the postback sent no commission",
+     "Internal: set the offer's revenue_share"),
+    ("ip_not_allowed", "Postback answers ip_not_allowed",
+     "It came from an address outside the partner's allowed_ips",
+     "Send from your registered servers, or tell us the new addresses"),
+    ("signature_required", "Postback answers signature_required",
+     "This partner must sign postbacks (X-Signature, X-Timestamp)", "Sign every postback as documented"),
+    ("invalid_signature", "Postback answers invalid_signature",
+     "Wrong or old signing secret, or the request changed after signing",
+     "Sign the exact bytes sent with the current secret"),
+    ("signature_expired", "Postback answers signature_expired",
+     "X-Timestamp is more than 300 s from our clock", "Sync the sender's clock (NTP); never replay old postbacks"),
+)
+
+
+def fix_guide() -> pl.DataFrame:
+    """reason, symptom, likely_cause, fix: what support tells a partner about each issue reason."""
+    return pl.DataFrame(list(FIX_GUIDE), schema=["reason", "symptom", "likely_cause", "fix"], orient="row")

@@ -1,0 +1,111 @@
+"""The story of one click, for support: everything the log holds about it, in order.
+
+The warehouse tables hold what was derived; the raw requests (query string, body, the
+answer we gave, track events, postbacks sent to a wrong path) stay in the log, which
+DuckDB reads directly. Torn or corrupt lines are skipped here (this is a look-up, not
+a money table; `clickledger run` reports them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.warehouse import Warehouse
+
+# The log members a support person reads, typed for DuckDB's read_json.
+LOG_COLUMNS = {
+    "seq": "BIGINT", "received_at": "VARCHAR", "kind": "VARCHAR", "route": "VARCHAR", "method": "VARCHAR",
+    "path": "VARCHAR", "query": "VARCHAR", "body": "VARCHAR", "body_encoding": "VARCHAR",
+    "remote_addr": "VARCHAR", "user_agent": "VARCHAR", "http_status": "BIGINT", "result": "VARCHAR",
+    "error": "VARCHAR", "fields": "JSON", "custom_data": "JSON",
+}
+
+
+def log_requests(data_dir: str | Path, *, click_id: str | None = None,
+                 transaction_id: str | None = None, limit: int = 500) -> pl.DataFrame:
+    """Raw log records whose parsed click id (or transaction id) is the one given, in log order."""
+    import duckdb
+
+    if click_id is None and transaction_id is None:
+        raise ValueError("give a click_id or a transaction_id to look up")
+    pattern = str(Path(data_dir) / "log" / "segment-*.ndjson")
+    if not list((Path(data_dir) / "log").glob("segment-*.ndjson")):
+        return pl.DataFrame(schema={c: pl.String for c in LOG_COLUMNS})
+    columns = ", ".join(f"'{name}': '{kind}'" for name, kind in LOG_COLUMNS.items())
+    where, params = [], []
+    if click_id is not None:
+        where.append("json_extract_string(fields, '$.click_id') = ?")
+        params.append(click_id)
+    if transaction_id is not None:
+        where.append("json_extract_string(fields, '$.transaction_id') = ?")
+        params.append(transaction_id)
+    query = (f"select * exclude (fields, custom_data), json_extract_string(fields, '$.transaction_id') "
+             f"as transaction_id, json_extract_string(fields, '$.status_raw') as status_raw, "
+             f"cast(custom_data as varchar) as custom_data "
+             f"from read_json(?, format='newline_delimited', columns={{{columns}}}, ignore_errors=true) "
+             f"where {' and '.join(where)} order by seq limit {int(limit)}")
+    with duckdb.connect() as con:
+        cursor = con.execute(query, [pattern, *params])
+        names = [d[0] for d in cursor.description]
+        return pl.DataFrame(cursor.fetchall(), schema=names, orient="row", infer_schema_length=None)
+
+
+@dataclass
+class ClickStory:
+    """The click (0 or 1 row), every request about it in log order, and the conversions it produced."""
+
+    click_id: str
+    click: pl.DataFrame
+    requests: pl.DataFrame
+    conversions: pl.DataFrame
+    issues: pl.DataFrame
+
+    @property
+    def found(self) -> bool:
+        return self.click.height > 0 or self.requests.height > 0
+
+
+def click_story(wh: Warehouse, click_id: str, data_dir: str | Path | None = None) -> ClickStory:
+    """Everything about one click: from the warehouse, and the raw requests from the log."""
+    data_dir = Path(data_dir) if data_dir is not None else (wh.directory.parent if wh.directory else None)
+    if data_dir is None:
+        raise ValueError("this warehouse was not loaded from a data directory: pass data_dir")
+    return ClickStory(
+        click_id,
+        wh.clicks.filter(pl.col("click_id") == click_id),
+        log_requests(data_dir, click_id=click_id),
+        wh.conversions.filter(pl.col("click_id") == click_id),
+        wh.postback_issues.filter(pl.col("click_id") == click_id),
+    )
+
+
+def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,
+                affiliate: str | None = None, limit: int = 200) -> pl.DataFrame:
+    """Click ids matching a search: a click or transaction id (or part of one), a partner, an
+    affiliate; from clicks, conversions and postback issues alike (an unknown id is findable too)."""
+    seen = pl.concat([
+        wh.clicks.select("click_id", pl.lit(None, pl.String).alias("transaction_id"), "partner_id",
+                         "affiliate_id", pl.col("clicked_at").alias("at"), pl.lit("click").alias("source")),
+        wh.conversions.select("click_id", "transaction_id", "partner_id", "affiliate_id",
+                              pl.col("converted_at").alias("at"), pl.lit("conversion").alias("source")),
+        wh.postback_issues.filter(pl.col("click_id").is_not_null()).select(
+            "click_id", "transaction_id", pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
+            pl.lit(None, pl.String).alias("affiliate_id"), pl.col("received_at").alias("at"),
+            pl.col("reason").alias("source")),
+    ])
+    if text.strip():
+        needle = text.strip()
+        seen = seen.filter(pl.col("click_id").str.contains(needle, literal=True)
+                           | pl.col("transaction_id").fill_null("").str.contains(needle, literal=True))
+    if partner:
+        seen = seen.filter(pl.col("partner_id") == partner)
+    if affiliate:
+        seen = seen.filter(pl.col("affiliate_id") == affiliate)
+    return (seen.group_by("click_id").agg(
+        pl.col("partner_id").drop_nulls().first(), pl.col("affiliate_id").drop_nulls().first(),
+        pl.col("transaction_id").drop_nulls().unique().sort().str.join(", ").alias("transaction_ids"),
+        pl.col("source").unique().sort().str.join(", ").alias("seen_as"), pl.col("at").max().alias("last_seen"))
+        .sort(["last_seen", "click_id"], descending=[True, False]).head(limit))
