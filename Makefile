@@ -34,7 +34,7 @@ bench: install
 	$(BIN)/python bench/receiver_bench.py
 
 lint: install
-	$(BIN)/ruff check receiver pipeline tests
+	$(BIN)/ruff check receiver pipeline notebooks tests bench
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -55,7 +55,7 @@ def kpis(wh: Warehouse, by: Sequence[str] = ("day",)) -> pl.DataFrame:
     ).with_columns((pl.col("revenue") - pl.col("payouts")).alias("margin"))
     per_click = pl.when(pl.col("clicks") > 0)
     table = table.with_columns(
-        per_click.then(pl.col("conversions") / pl.col("clicks")).alias("conversion_rate"),
+        per_click.then(pl.col("conversions") / pl.col("clicks")).round(4).alias("conversion_rate"),
         per_click.then(pl.col("payouts").cast(pl.Float64) / pl.col("clicks")).round(4).alias("epc"),
     )
     columns = [*by, "clicks", "conversions", "conversion_rate", "epc", "revenue", "payouts", "margin",
