@@ -20,6 +20,7 @@ with app.setup:
         explain_missing_ours,
         safe_cell,
         sample_statement,
+        totals_by_status,
     )
 
 
@@ -162,6 +163,8 @@ def _(result):
         mo.md(f"### Ours and theirs, {result.start} to {result.end} ({result.date_basis} days, {result.tz})"),
         mo.ui.table(summary, label="Per outcome (base currency)", selection=None),
         mo.ui.table(by_currency, label="Per outcome and original currency", selection=None),
+        mo.ui.table(money(totals_by_status(result)), label="Per status, ours and theirs (base currency)",
+                    selection=None),
     ])
     return
 

@@ -397,3 +397,18 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
     schema = {"click_id": pl.String, "transaction_id": pl.String, "status": pl.String, "amount": pl.String,
               "currency": pl.String, "date": pl.String}
     return pl.DataFrame(rows, schema=schema)
+
+
+def totals_by_status(result: ReconcileResult) -> pl.DataFrame:
+    """Ours and theirs side by side per (normalised) status: count and base-currency amount."""
+    ours = (result.rows.filter(pl.col("ours_amount").is_not_null())
+            .group_by(pl.col("ours_status").alias("status")).agg(
+                pl.len().cast(pl.Int64).alias("ours_count"), pl.col("ours_amount_base").sum().alias("ours_amount_base")))
+    theirs = (result.rows.filter(pl.col("theirs_amount").is_not_null())
+              .group_by(pl.col("theirs_status").alias("status")).agg(
+                  pl.len().cast(pl.Int64).alias("theirs_count"),
+                  pl.col("theirs_amount_base").sum().alias("theirs_amount_base")))
+    both = ours.join(theirs, on="status", how="full", coalesce=True).with_columns(
+        pl.col("ours_count", "theirs_count").fill_null(0))
+    return both.select("status", "ours_count", "theirs_count", "ours_amount_base", "theirs_amount_base").sort(
+        "status", nulls_last=True)

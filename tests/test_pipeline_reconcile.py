@@ -137,7 +137,12 @@ def test_time_zone_and_date_basis_of_the_statement_days(tmp_path):
 
 
 def test_sample_statement_shows_every_outcome_and_missing_rows_are_explained(tmp_path):
-    from pipeline.reconciliation import daily_totals, explain_missing_ours, sample_statement
+    from pipeline.reconciliation import (
+        daily_totals,
+        explain_missing_ours,
+        sample_statement,
+        totals_by_status,
+    )
 
     data = make_data_dir(tmp_path / "data")
     b = LogBuilder()
@@ -158,3 +163,6 @@ def test_sample_statement_shows_every_outcome_and_missing_rows_are_explained(tmp
     daily = daily_totals(result)
     assert set(daily["side"]) == {"ours", "theirs"}
     assert daily.filter(pl.col("side") == "ours")["count"].sum() == result.rows["ours_amount"].is_not_null().sum()
+    by_status = totals_by_status(result)
+    assert by_status["ours_count"].sum() == result.rows["ours_amount"].is_not_null().sum()
+    assert by_status["theirs_count"].sum() == statement.height
