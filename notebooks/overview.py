@@ -4,31 +4,17 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger overview")
 
 with app.setup:
-    import os
     from pathlib import Path
 
     import altair as alt
     import marimo as mo
     import polars as pl
 
-    import pipeline
     from pipeline import views
+    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
 
 
-@app.function
-def default_data_dir() -> str:
-    """--data after `--` on the command line, else CLICKLEDGER_DATA, else the demo."""
-    try:
-        from_cli = mo.cli_args().get("data")
-    except Exception:  # a Jupyter kernel has no marimo context (and no command line of ours)
-        from_cli = None
-    return str(from_cli or os.environ.get("CLICKLEDGER_DATA") or "data/demo")
 
-
-@app.function
-def money(frame: pl.DataFrame, *columns: str) -> pl.DataFrame:
-    """Money columns as floats rounded to cents, for display and charts only."""
-    return frame.with_columns(pl.col(c).cast(pl.Float64).round(2) for c in columns)
 
 
 @app.cell
@@ -53,13 +39,9 @@ def _():
 @app.cell
 def _(data_input):
     data_dir = Path(data_input.value).expanduser()
-    mo.stop(
-        not (data_dir / "warehouse").is_dir(),
-        mo.callout(mo.md(f"No warehouse in `{data_dir}` yet. Run `make demo`, or "
-                         f"`clickledger run --data {data_dir}` over your log, then reload."), kind="warn"),
-    )
     with mo.status.spinner(title="Loading the warehouse..."):
-        wh = pipeline.load(data_dir)
+        wh, hint = warehouse_or_hint(data_dir)
+    mo.stop(wh is None, mo.callout(mo.md(hint or ""), kind="warn"))
     return (wh,)
 
 
@@ -83,7 +65,7 @@ def _(wh):
 @app.cell
 def _(base, daily):
     mo.stop(daily.is_empty(), mo.callout("No clicks or conversions yet.", kind="info"))
-    shown = money(daily, "revenue", "payouts", "margin")
+    shown = display_money(daily)
     long = shown.unpivot(index="day", on=["revenue", "payouts", "margin"], variable_name="measure",
                          value_name=base)
     chart = alt.Chart(long).mark_line(point=True).encode(
@@ -104,21 +86,21 @@ def _():
 
 @app.cell
 def _(grouping, wh):
-    breakdown = money(views.kpis(wh, by=[grouping.value]), "revenue", "payouts", "margin")
+    breakdown = display_money(views.kpis(wh, by=[grouping.value]))
     mo.ui.table(breakdown, label=f"By {grouping.selected_key}", page_size=10)
     return
 
 
 @app.cell
 def _(wh):
-    funnel = money(views.status_funnel(wh), "amount_base")
+    funnel = display_money(views.status_funnel(wh))
     funnel_chart = alt.Chart(funnel).mark_bar().encode(
         x=alt.X("conversions:Q"), y=alt.Y("status:N", sort=["approved", "pending", "rejected"]),
         color=alt.Color("status:N", scale=alt.Scale(domain=["approved", "pending", "rejected"],
                                                      range=["#2e7d32", "#f9a825", "#c62828"])),
         tooltip=["status", "conversions", "counted", "amount_base"],
     ).properties(width=380, height=120, title="Status funnel")
-    mix = money(views.currency_mix(wh), "amount", "amount_base")
+    mix = display_money(views.currency_mix(wh))
     missing = mix.filter(pl.col("without_rate") > 0)
     note = (mo.callout(mo.md("Conversions without an fx rate do not count: "
                              + ", ".join(f"**{r['currency']}** ({r['without_rate']})"

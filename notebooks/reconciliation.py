@@ -5,7 +5,6 @@ app = marimo.App(width="medium", app_title="clickledger reconciliation")
 
 with app.setup:
     import io
-    import os
     from datetime import timedelta
     from pathlib import Path
 
@@ -14,6 +13,7 @@ with app.setup:
     import polars as pl
 
     import pipeline
+    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
     from pipeline.reconciliation import (
         DEFAULT_COLUMNS,
         daily_totals,
@@ -24,20 +24,7 @@ with app.setup:
     )
 
 
-@app.function
-def default_data_dir() -> str:
-    """--data after `--` on the command line, else CLICKLEDGER_DATA, else the demo."""
-    try:
-        from_cli = mo.cli_args().get("data")
-    except Exception:  # a Jupyter kernel has no marimo context (and no command line of ours)
-        from_cli = None
-    return str(from_cli or os.environ.get("CLICKLEDGER_DATA") or "data/demo")
 
-
-@app.function
-def money(frame: pl.DataFrame) -> pl.DataFrame:
-    """Decimal columns as floats rounded to cents: for display and charts only, never for sums."""
-    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64).round(2))
 
 
 @app.function
@@ -73,13 +60,9 @@ def _():
 @app.cell
 def _(data_input):
     data_dir = Path(data_input.value).expanduser()
-    mo.stop(
-        not (data_dir / "warehouse").is_dir(),
-        mo.callout(mo.md(f"No warehouse in `{data_dir}` yet. Run `make demo`, or "
-                         f"`clickledger run --data {data_dir}`, then reload."), kind="warn"),
-    )
     with mo.status.spinner(title="Loading the warehouse..."):
-        wh = pipeline.load(data_dir)
+        wh, hint = warehouse_or_hint(data_dir)
+    mo.stop(wh is None, mo.callout(mo.md(hint or ""), kind="warn"))
     partners = sorted(p for p in wh.conversions["partner_id"].unique().to_list() if p)
     mo.stop(not partners, mo.callout("No conversions yet: nothing to reconcile.", kind="info"))
     last = wh.conversions["converted_at"].max().date()
@@ -157,13 +140,13 @@ def _(basis, mapping_ui, partner, period, statement_raw, tz, wh):
 
 @app.cell
 def _(result):
-    summary = money(result.summary)
-    by_currency = money(result.totals)
+    summary = display_money(result.summary)
+    by_currency = display_money(result.totals)
     mo.vstack([
         mo.md(f"### Ours and theirs, {result.start} to {result.end} ({result.date_basis} days, {result.tz})"),
         mo.ui.table(summary, label="Per outcome (base currency)", selection=None),
         mo.ui.table(by_currency, label="Per outcome and original currency", selection=None),
-        mo.ui.table(money(totals_by_status(result)), label="Per status, ours and theirs (base currency)",
+        mo.ui.table(display_money(totals_by_status(result)), label="Per status, ours and theirs (base currency)",
                     selection=None),
     ])
     return
@@ -171,7 +154,7 @@ def _(result):
 
 @app.cell
 def _(result):
-    daily = money(daily_totals(result))
+    daily = display_money(daily_totals(result))
     chart = alt.Chart(daily).mark_line(point=True).encode(
         x=alt.X("yearmonthdate(day):T", title="day", axis=alt.Axis(format="%b %d")), y=alt.Y("amount_base:Q", title=f"amount ({result.base_currency})"),
         color=alt.Color("side:N", scale=alt.Scale(domain=["ours", "theirs"], range=["#1565c0", "#ef6c00"])),
@@ -192,7 +175,7 @@ def _(result):
 @app.cell
 def _(outcomes, result):
     shown = result.rows.filter(pl.col("outcome").is_in(outcomes.value or list(set(result.rows["outcome"]))))
-    mo.ui.table(money(shown), label=f"{shown.height} rows", page_size=15)
+    mo.ui.table(display_money(shown), label=f"{shown.height} rows", page_size=15)
     return
 
 
@@ -202,7 +185,7 @@ def _(result, wh):
     mo.stop(why.is_empty(), mo.callout("Nothing is missing on our side.", kind="success"))
     mo.vstack([
         mo.md("### Why we do not have their missing_ours rows"),
-        mo.ui.table(money(why.select("click_id", "transaction_id", "theirs_amount", "theirs_currency", "reason",
+        mo.ui.table(display_money(why.select("click_id", "transaction_id", "theirs_amount", "theirs_currency", "reason",
                                      "nearest_click_id", "last_attempt_at", "detail")), page_size=10),
         mo.md("`never_received`: no request with that click id reached us. The fix for each reason: "
               "the **troubleshooting** notebook."),

@@ -4,32 +4,18 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger troubleshooting")
 
 with app.setup:
-    import os
     from pathlib import Path
 
     import altair as alt
     import marimo as mo
     import polars as pl
 
-    import pipeline
     from pipeline.issues import fix_guide
+    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
     from pipeline.story import click_story, find_clicks
 
 
-@app.function
-def default_data_dir() -> str:
-    """--data after `--` on the command line, else CLICKLEDGER_DATA, else the demo."""
-    try:
-        from_cli = mo.cli_args().get("data")
-    except Exception:  # a Jupyter kernel has no marimo context (and no command line of ours)
-        from_cli = None
-    return str(from_cli or os.environ.get("CLICKLEDGER_DATA") or "data/demo")
 
-
-@app.function
-def money(frame: pl.DataFrame) -> pl.DataFrame:
-    """Decimal columns as floats rounded to cents: for display only."""
-    return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64).round(2))
 
 
 @app.cell
@@ -53,13 +39,9 @@ def _():
 @app.cell
 def _(data_input):
     data_dir = Path(data_input.value).expanduser()
-    mo.stop(
-        not (data_dir / "warehouse").is_dir(),
-        mo.callout(mo.md(f"No warehouse in `{data_dir}` yet. Run `make demo`, or "
-                         f"`clickledger run --data {data_dir}`, then reload."), kind="warn"),
-    )
     with mo.status.spinner(title="Loading the warehouse..."):
-        wh = pipeline.load(data_dir)
+        wh, hint = warehouse_or_hint(data_dir)
+    mo.stop(wh is None, mo.callout(mo.md(hint or ""), kind="warn"))
     issues = wh.postback_issues
     return data_dir, issues, wh
 
@@ -155,7 +137,7 @@ def _(data_dir, picker, wh):
         mo.md("**Every request about it, with the answer we gave** (raw query and body as received)"),
         mo.ui.table(requests_shown, selection=None, page_size=10),
         mo.md("**The conversion it produced**"),
-        mo.ui.table(money(story.conversions.select(
+        mo.ui.table(display_money(story.conversions.select(
             "transaction_id", "converted_at", "status", "status_history", "counts", "not_counted_reason",
             "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates")), selection=None)
         if story.conversions.height else mo.md("_No conversion._"),
