@@ -23,7 +23,7 @@ import orjson
 from receiver.clicks import earn_click, link_click
 from receiver.config import ConfigStore
 from receiver.errors import HTTP_STATUS, Refusal
-from receiver.indexes import ClickIndex, ConversionIndex, rebuild_indexes
+from receiver.indexes import rebuild_indexes
 from receiver.log import LogRecordError, LogWriteError, SegmentWriter, iter_log
 from receiver.openapi import OPENAPI_PATH, document_bytes
 from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
@@ -487,4 +487,4 @@ def create_app(
     return app
 
 
-__all__ = ["ClickIndex", "ConversionIndex", "Receiver", "Settings", "create_app"]
+__all__ = ["Receiver", "ReceiverApp", "Settings", "create_app"]
