@@ -31,7 +31,7 @@ notebooks: install
 	CLICKLEDGER_DATA=$(DATA) $(BIN)/marimo edit notebooks/
 
 bench: install
-	$(BIN)/python bench/receiver_bench.py
+	$(BIN)/python bench/run.py
 
 lint: install
 	$(BIN)/ruff check receiver pipeline notebooks tests bench

@@ -152,7 +152,10 @@ class Config:
 
     def partner_for_key(self, key: str) -> Partner | None:
         """The partner owning this api key, compared in constant time."""
-        digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+        return self.partner_for_digest(key_digest(key))
+
+    def partner_for_digest(self, digest: bytes) -> Partner | None:
+        """The partner whose api key has this SHA-256 digest (see `key_digest`)."""
         partner = self._partners_by_key_digest.get(digest)  # type: ignore[attr-defined]
         if partner is not None and hmac.compare_digest(digest, partner.api_key_sha256 or b""):
             return partner
@@ -454,16 +457,23 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     return parse_config(text, path)
 
 
+def key_digest(key: str) -> bytes:
+    """SHA-256 of an api key: what partners are looked up by, and what fingerprints are cut from."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
 class ConfigStore:
     """The current config, re-read when config.toml changes on disk.
 
-    One `stat` per request decides whether to re-read; parsing happens only on change.
-    A broken edit keeps the last good config serving and is reported in `error`
-    (and by /healthz), so a typo cannot take postbacks down.
+    One `stat` per request decides whether to re-read, so an edit (a regenerated key)
+    takes effect at the next request (seed 003: "invalidates the old one immediately");
+    parsing happens only on change. A broken edit keeps the last good config serving and
+    is reported in `error` (and by /healthz), so a typo cannot take postbacks down.
     """
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self._path_text = str(self.path)  # os.stat of a str skips the os.fspath round trip
         self._lock = threading.Lock()
         self._stamp = self._stat()
         self._config = load_config(self.path)
@@ -471,7 +481,7 @@ class ConfigStore:
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
-            st = os.stat(self.path)
+            st = os.stat(self._path_text)
         except OSError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -70,11 +69,9 @@ class ConversionIndex:
         self._recorded: dict[tuple[str, str], str] = {}  # key -> status at first insert
         self._locks = [threading.Lock() for _ in range(self.STRIPES)]
 
-    @contextmanager
-    def claim(self, key: tuple[str, str]) -> Iterator[None]:
-        lock = self._locks[hash(key) % self.STRIPES]
-        with lock:
-            yield
+    def claim(self, key: tuple[str, str]) -> threading.Lock:
+        """The lock to hold (`with index.claim(key):`) from the duplicate check until the record is durable."""
+        return self._locks[hash(key) % self.STRIPES]
 
     def is_recorded(self, key: tuple[str, str]) -> bool:
         return key in self._recorded

@@ -145,6 +145,18 @@ def iter_log(log_dir: str | os.PathLike[str], on_bad: Callable[[BadLine], None] 
         yield from iter_segment(path, on_bad)
 
 
+class _Waiter:
+    """One append's rendezvous with the leader that writes its line."""
+
+    __slots__ = ("wake", "lead", "error")
+
+    def __init__(self) -> None:
+        self.wake = threading.Lock()
+        self.wake.acquire()  # released by the leader: done (see `error`), or `lead` the next batch
+        self.lead = False
+        self.error: LogWriteError | None = None
+
+
 class SegmentWriter:
     """Appends records durably to DATA/log/, with leader/follower group commit.
 
@@ -179,12 +191,12 @@ class SegmentWriter:
         self._fd: int | None = None
         self._segment_path: Path | None = None
         self._segment_size = 0
-        self._cond = threading.Condition(threading.Lock())
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified when no batch is being written
         self._pending: list[bytes] = []
-        self._tickets: list[list[LogWriteError | None]] = []  # one per pending line: its outcome
-        self._open_batch = 1  # records appended now go into this batch
-        self._done_batch = 0  # every batch <= this one is finished (written or failed)
+        self._waiters: list[_Waiter] = []  # one per pending line, in the same order
         self._leader_active = False
+        self._closing = False  # close() waits on _idle: only then is notifying it worth its cost
         self.last_error: LogWriteError | None = None
         self.closed = False
 
@@ -247,7 +259,7 @@ class SegmentWriter:
     # -- public API
 
     def append(self, record: dict[str, Any]) -> int:
-        with self._cond:
+        with self._lock:  # held only for bookkeeping, never across a syscall
             if self.closed:
                 raise LogWriteError("the log writer is closed", path=self.log_dir)
             seq = self._next_seq
@@ -257,26 +269,33 @@ class SegmentWriter:
             except (TypeError, ValueError, orjson.JSONEncodeError) as exc:
                 raise LogRecordError(f"record cannot be encoded: {exc}") from exc
             self._next_seq += 1
-            ticket: list[LogWriteError | None] = [None]
+            waiter = _Waiter()
             self._pending.append(line)
-            self._tickets.append(ticket)
-            my_batch = self._open_batch
-            while self._done_batch < my_batch:
-                if not self._leader_active:
-                    self._lead()
-                else:
-                    self._cond.wait()
-        if ticket[0] is not None:
-            raise ticket[0]
+            self._waiters.append(waiter)
+            lead = not self._leader_active
+            self._leader_active = True
+        if not lead:
+            # Woken by the leader that wrote our line, or promoted to write the next batch.
+            waiter.wake.acquire()
+            if not waiter.lead:
+                if waiter.error is not None:
+                    raise waiter.error
+                return seq
+        self._lead(waiter)
+        if waiter.error is not None:
+            raise waiter.error
         return seq
 
-    def _lead(self) -> None:
-        """Write and sync the open batch; called and returns with the condition lock held."""
-        self._leader_active = True
-        batch, lines, tickets = self._open_batch, self._pending, self._tickets
-        self._pending, self._tickets = [], []
-        self._open_batch += 1
-        self._cond.release()
+    def _lead(self, me: _Waiter) -> None:
+        """Write and sync every pending line (ours among them), wake their writers, then hand on.
+
+        Each follower sleeps on its own lock, so waking a batch is one release per follower,
+        with no shared condition for them all to fight over; the first follower of the next
+        batch becomes its leader at once, so no one waits for a timer.
+        """
+        with self._lock:
+            lines, waiters = self._pending, self._waiters
+            self._pending, self._waiters = [], []
         error = None
         try:
             self._write_batch(lines)
@@ -285,15 +304,20 @@ class SegmentWriter:
                                   path=self._segment_path or self.log_dir, errno=exc.errno)
         except BaseException as exc:  # never leave followers waiting forever
             error = LogWriteError(f"could not write the log: {exc!r}", path=self.log_dir)
-        finally:
-            self._cond.acquire()
-        if error is not None:
-            for ticket in tickets:
-                ticket[0] = error
         self.last_error = error
-        self._done_batch = batch
-        self._leader_active = False
-        self._cond.notify_all()
+        for waiter in waiters:
+            waiter.error = error
+            if waiter is not me:
+                waiter.wake.release()
+        with self._lock:
+            if self._waiters:
+                successor = self._waiters[0]
+                successor.lead = True
+                successor.wake.release()
+            else:
+                self._leader_active = False
+                if self._closing:
+                    self._idle.notify_all()
 
     @property
     def healthy(self) -> bool:
@@ -304,9 +328,10 @@ class SegmentWriter:
         return self._segment_path
 
     def close(self) -> None:
-        with self._cond:
+        with self._lock:
+            self._closing = True
             while self._leader_active:
-                self._cond.wait()
+                self._idle.wait()
             self.closed = True
             if self._fd is not None:
                 os.close(self._fd)

@@ -87,6 +87,8 @@ def parse_amount(raw: Any, code: str, what: str) -> str:
     if isinstance(raw, bool) or raw is None or isinstance(raw, dict | list):
         raise ParamError(code, f"{what} must be a number, got {raw!r}")
     text = str(raw).strip()
+    if _PLAIN_AMOUNT.fullmatch(text):
+        return text  # already what format(Decimal(text), "f") gives; the usual postback
     try:
         number = Decimal(text)
     except InvalidOperation:
@@ -99,6 +101,10 @@ def parse_amount(raw: Any, code: str, what: str) -> str:
     return format(number, "f")
 
 
+# A plain decimal within range and precision, without leading zeros: its own canonical text.
+_PLAIN_AMOUNT = re.compile(rf"(?:0|[1-9][0-9]{{0,11}})(?:\.[0-9]{{1,{MAX_DECIMALS}}})?", re.ASCII)
+
+
 def parse_currency(raw: Any) -> str:
     text = str(raw).strip().upper()
     if not _CURRENCY_RE.match(text):
@@ -108,6 +114,8 @@ def parse_currency(raw: Any) -> str:
 
 def _as_text(value: Any) -> str | None:
     """A recognised parameter's value as text; JSON numbers become their decimal text."""
+    if type(value) is str:  # nearly always: query and form values
+        return value.strip()
     if value is None:
         return None
     if isinstance(value, bool):
@@ -121,6 +129,10 @@ def _as_text(value: Any) -> str | None:
 
 def parse_query(query: str) -> list[tuple[str, str]]:
     """Pairs of a raw query string (as WSGI gives it, latin-1 of the bytes), decoded as UTF-8."""
+    if query.isascii() and "%" not in query and "+" not in query:
+        # Nothing to decode (the usual postback): the same pairs parse_qsl gives, without its cost.
+        return [(name, value) for piece in query.split("&") if piece
+                for name, _, value in (piece.partition("="),)]
     raw = query.encode("latin-1", "replace").decode("utf-8", "replace")
     return parse_qsl(raw, keep_blank_values=True, errors="replace")
 
@@ -181,15 +193,16 @@ def split_params(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]]
     Only the alias that supplies a field is consumed; a second alias of the same
     field stays in custom_data so a conflicting value is never silently lost.
     """
-    fields: dict[str, str | None] = {}
-    consumed: set[str] = set()
+    fields: dict[str, str | None] = dict.fromkeys(vocabulary)
+    consumed: list[str] = []
     for canonical, aliases in vocabulary.items():
-        fields[canonical] = None
         for alias in aliases:
             if alias in params:
                 fields[canonical] = _as_text(params[alias])
-                consumed.add(alias)
+                consumed.append(alias)
                 break
+    if not consumed:
+        return fields, dict(params)
     custom = {k: v for k, v in params.items() if k not in consumed}
     return fields, custom
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.config import Config, Partner
+from receiver.config import Config, Partner, key_digest
 from receiver.errors import Refusal
 from receiver.indexes import ClickIndex
 from receiver.params import (
@@ -125,9 +125,9 @@ class Decision:
         return (self.fields["click_id"], self.fields["transaction_id"])
 
 
-def key_fingerprint(key: str) -> str:
-    """Enough of the key's hash for support to tell keys apart, never the key itself."""
-    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+def key_fingerprint(digest: bytes) -> str:
+    """Enough of the key's hash (`key_digest`) for support to tell keys apart, never the key itself."""
+    return digest.hex()[:12]
 
 
 def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:
@@ -138,6 +138,7 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         if value:
             key, key_source = value, source
             break
+    digest = key_digest(key) if key is not None else None
     status_raw = raw["status"] if raw["status"] else None
     fields: dict[str, Any] = {
         "dialect": data.dialect,
@@ -154,7 +155,7 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         "campaign_id": raw.get("campaign_id"),
         "key_present": key is not None,
         "key_source": key_source,
-        "key_fingerprint": key_fingerprint(key) if key else None,
+        "key_fingerprint": key_fingerprint(digest) if digest is not None else None,
         "key_partner_id": None,
         "client_ip": data.client_ip,
         "signature_present": bool(data.signature),
@@ -172,7 +173,7 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
 
     key_partner: Partner | None = None
     if key is not None:
-        key_partner = config.partner_for_key(key)
+        key_partner = config.partner_for_digest(digest)  # type: ignore[arg-type]
         if key_partner is None:
             raise refuse("invalid_api_key", "this api key belongs to no partner (wrong, or regenerated)")
         fields["key_partner_id"] = key_partner.id

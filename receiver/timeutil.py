@@ -10,10 +10,10 @@ def utc_now() -> datetime:
 
 
 def format_utc(moment: datetime, *, micros: bool = True) -> str:
-    moment = moment.astimezone(UTC)
-    if micros:
-        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` (or without the fraction); isoformat is C and exact for it."""
+    if moment.tzinfo is not UTC:
+        moment = moment.astimezone(UTC)
+    return moment.isoformat(timespec="microseconds" if micros else "seconds")[:-6] + "Z"  # drop +00:00
 
 
 def parse_utc(text: str) -> datetime:

@@ -383,3 +383,57 @@ def test_every_request_leaves_exactly_one_record_and_no_server_error(
     assert record["http_status"] == resp.status_code and record["method"] == method
     if resp.status_code >= 400 and method != "HEAD":
         assert resp.json["error"] == record["error"] and record["error"] in HTTP_STATUS
+
+
+# -- fast paths of the request path must give exactly what the general code gives
+
+
+@given(st.text(alphabet="abz09=&;._-~%+é", max_size=40))
+@settings(max_examples=400)
+def test_parse_query_fast_path_equals_parse_qsl(query: str) -> None:
+    from urllib.parse import parse_qsl
+
+    raw = query.encode("latin-1", "replace").decode("utf-8", "replace")
+    assert parse_query(query) == parse_qsl(raw, keep_blank_values=True, errors="replace")
+
+
+def _amount_outcome(raw: str) -> tuple[str, str]:
+    try:
+        return ("ok", parse_amount(raw, "invalid_amount", "amount"))
+    except ParamError as exc:
+        return ("refused", str(exc))
+
+
+@given(st.from_regex(r"\A[0-9]{0,14}(\.[0-9]{0,10})?\Z") | st.text("0123456789.-+e ", max_size=16))
+@settings(max_examples=400)
+def test_parse_amount_fast_path_equals_decimal_formatting(raw: str) -> None:
+    fast = _amount_outcome(raw)
+    try:
+        number = Decimal(raw.strip())
+    except ArithmeticError:
+        assert fast[0] == "refused"
+        return
+    if fast[0] == "ok":
+        assert fast[1] == format(number, "f") and Decimal(fast[1]) == number
+
+
+def test_random_uuids_are_version_4_and_distinct_across_threads() -> None:
+    import threading
+    import uuid
+
+    from receiver.app import RandomUUIDs
+
+    source, out = RandomUUIDs(), []
+
+    def draw() -> None:
+        out.extend(source() for _ in range(2000))  # many pool refills while others draw
+
+    threads = [threading.Thread(target=draw) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(set(out)) == len(out) == 16000
+    for text in out[:500]:
+        parsed = uuid.UUID(text)
+        assert str(parsed) == text and parsed.version == 4 and parsed.variant == uuid.RFC_4122
