@@ -85,6 +85,8 @@ class Receiver:
                 writer.close()
             raise
         self.clicks, self.conversions = loaded.clicks, loaded.conversions
+        self.index_summary = loaded.describe()
+        log.info("%s", self.index_summary)
         if own_writer:
             writer.resume_at(loaded.top_seq + 1)
         if loaded.base_stale:

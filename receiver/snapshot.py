@@ -35,6 +35,7 @@ import logging
 import os
 import struct
 import threading
+import time
 import zlib
 from array import array
 from collections.abc import Callable
@@ -334,7 +335,9 @@ def merge(base: IndexData | None, runs: list[IndexData]) -> IndexData:
     combos = list(combo_ids)
     users = list(user_ids)
     new_keys = sorted(fresh)
-    if base.n == 0:
+    if not new_keys:
+        keys, rows = base.keys, base.rows
+    elif base.n == 0:
         keys = b"".join(new_keys)
         rows = b"".join([fresh[k] for k in new_keys])
     else:
@@ -372,7 +375,8 @@ def merge(base: IndexData | None, runs: list[IndexData]) -> IndexData:
         covers.extend(run.covers)
     return IndexData(covers=covers, top_seq=top, keys=keys, rows=rows, combos=combos, users=users,
                      others=list(others.values()), conversions=conversions, bad_lines=bad,
-                     offsets=bucket_offsets(keys))
+                     offsets=base.offsets if keys is base.keys and base.offsets is not None
+                     else bucket_offsets(keys))
 
 
 def to_indexes(data: IndexData) -> tuple[ClickIndex, ConversionIndex]:
@@ -399,6 +403,15 @@ class Loaded:
     base_stale: bool  # the base does not cover every segment: worth rewriting
     built: int  # sidecars built from their segments during this load
     reused_base: int  # segments covered by a valid base
+    sidecars: int  # valid sidecars read
+    built_seconds: float  # reading the base and sidecars, and building the missing sidecars
+    seconds: float  # the whole load
+
+    def describe(self) -> str:
+        return (f"index: {len(self.clicks):,} clicks, {len(self.conversions):,} conversions, top seq "
+                f"{self.top_seq:,}, in {self.seconds:.2f} s (base covering {self.reused_base} segments, "
+                f"{self.sidecars} sidecars read, {self.built} built from their segments; "
+                f"{self.built_seconds:.2f} s before merging)")
 
 
 def _valid(data: IndexData | None, idents: list[SegmentId]) -> bool:
@@ -412,6 +425,7 @@ def load_indexes(log_dir: Path, index_dir: Path | None = None, *, workers: int |
     Every segment present is treated as sealed: the caller holds the writer lock, and a
     writer never appends to a segment it did not open.
     """
+    started = time.perf_counter()
     log_dir = Path(log_dir)
     index_dir = Path(index_dir) if index_dir is not None else index_dir_for(log_dir)
     segments = segment_paths(log_dir)
@@ -443,14 +457,20 @@ def load_indexes(log_dir: Path, index_dir: Path | None = None, *, workers: int |
             built = [build_sidecar(segments[i], index_dir) for i in missing]
         for i, data in zip(missing, built, strict=True):
             runs[i - covered] = data
+    built_seconds = time.perf_counter() - started
     complete = [r for r in runs if r is not None]
+    fresh = sum(r.n + len(r.others) + len(r.conversions) for r in complete)
     merged = merge(base, complete) if complete or base is None else base
     if on_bad is not None:
         for bad in merged.bad_lines:
             on_bad(bad)
     clicks, conversions = to_indexes(merged)
-    return Loaded(clicks, conversions, merged.top_seq, merged, base_stale=bool(complete),
-                  built=len(missing), reused_base=covered)
+    # Rewriting the base costs a write of the whole index, so only when it saves real work at the
+    # next start: many new clicks, or many small sidecars to read (every start seals a segment).
+    stale = base is None or fresh * 100 >= max(base.n, 1) or len(complete) >= 16
+    return Loaded(clicks, conversions, merged.top_seq, merged, base_stale=stale, built=len(missing),
+                  reused_base=covered, sidecars=len(complete) - len(missing),
+                  built_seconds=built_seconds, seconds=time.perf_counter() - started)
 
 
 def write_base(index_dir: Path, data: IndexData) -> None:
