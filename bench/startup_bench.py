@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import os
 import random
 import shutil
@@ -208,6 +209,7 @@ class Server:
             try:
                 with urllib.request.urlopen(f"{self.url}/healthz", timeout=5) as resp:
                     if resp.status == 200:
+                        self.health = json.loads(resp.read())
                         break
             except OSError:
                 pass
@@ -232,13 +234,9 @@ class Server:
     def postback(self, path: str) -> tuple[int, str]:
         try:
             with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as resp:
-                import json
-
                 body = json.loads(resp.read())
                 return resp.status, body.get("result") or body.get("error")
         except urllib.error.HTTPError as exc:
-            import json
-
             return exc.code, json.loads(exc.read()).get("error")
 
 
@@ -303,14 +301,18 @@ def _lookup_micros(data: Path, seed: int) -> tuple[float, float]:
     return timings[0], timings[1]
 
 
-def run(work: Path, clicks: int = 10_000_000, seed: int = 1) -> list[Figure]:
+def run(work: Path, clicks: int = 10_000_000, seed: int = 1, reuse: bool = False) -> list[Figure]:
+    """`reuse`: keep a log already in WORK/startup (its snapshots are deleted), e.g. to re-measure."""
     work = Path(work)
     data, empty = work / "startup", work / "startup-empty"
-    for d in (data, empty):
-        shutil.rmtree(d, ignore_errors=True)
-        write_demo_config(d)
+    shutil.rmtree(empty, ignore_errors=True)
+    write_demo_config(empty)
     started = time.perf_counter()
-    write_click_log(data, clicks, seed)
+    if not (reuse and (data / "log").is_dir()):
+        shutil.rmtree(data, ignore_errors=True)
+        write_demo_config(data)
+        write_click_log(data, clicks, seed)
+    shutil.rmtree(data / "index", ignore_errors=True)
     written = time.perf_counter() - started
     log_bytes = sum(p.stat().st_size for p in (data / "log").glob("segment-*.ndjson"))
     segments = len(list((data / "log").glob("segment-*.ndjson")))
@@ -318,6 +320,7 @@ def run(work: Path, clicks: int = 10_000_000, seed: int = 1) -> list[Figure]:
 
     first = Server(data)
     first_summary = first.summary()
+    clicks = first.health["clicks"]  # what the server knows, so a reused log is measured right
     first.stop()
     figures.append(Figure(PART, f"first start, no snapshot ({clicks:,} clicks)", first.seconds, "s", "-", None,
                           detail=f"spawn to /healthz 200; every segment read and its sidecar built; "
@@ -360,9 +363,10 @@ def main() -> int:
     parser.add_argument("--clicks", type=int, default=10_000_000)
     parser.add_argument("--work", type=Path, default=None, help="scratch directory (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--reuse", action="store_true", help="measure the log already in WORK/startup")
     args = parser.parse_args()
     if args.work is not None:
-        print_table(run(args.work, args.clicks, args.seed))
+        print_table(run(args.work, args.clicks, args.seed, args.reuse))
         return 0
     with tempfile.TemporaryDirectory(prefix="clickledger-startup-") as work:
         print_table(run(Path(work), args.clicks, args.seed))
