@@ -221,6 +221,8 @@ class Server:
         self.rss_kib = _vm_rss_kib(self.proc.pid)
 
     def output(self) -> str:
+        if self.out.closed:
+            return self._text
         self.out.seek(0)
         return self.out.read().decode(errors="replace")
 
@@ -229,6 +231,7 @@ class Server:
 
     def stop(self) -> None:
         stop_receiver(self.proc, timeout=120)  # a clean shutdown may still be writing the base
+        self._text = self.output()
         self.out.close()
 
     def postback(self, path: str) -> tuple[int, str]:
