@@ -256,16 +256,17 @@ def _check_postbacks(server: Server, data: Path, samples: int, seed: int) -> tup
     """(checked, wrong, examples of wrong answers): known clicks answer recorded (or click_expired
     when their expires_at has passed); random UUIDs answer click_not_found."""
     now = datetime.now(UTC)
+    run_tag = f"{time.time_ns():x}"  # fresh transaction ids: a reused log already holds earlier runs' ones
     wrong: list[str] = []
     checked = 0
     for n, fields in enumerate(_sample_clicks(data, samples, seed)):
         partner, cid = fields["partner_id"], fields["click_id"]
         if partner == "acme":
-            path = f"/api/postback?api_key={DEMO_KEYS['acme']}&click_id={cid}&transaction_id=T{n}&payout=1"
+            path = f"/api/postback?api_key={DEMO_KEYS['acme']}&click_id={cid}&transaction_id=T{n}-{run_tag}&payout=1"
         elif partner == "moustache":
-            path = f"/postback/{DEMO_KEYS['moustache']}?click_id={cid}&transaction_id=T{n}&payout=1"
+            path = f"/postback/{DEMO_KEYS['moustache']}?click_id={cid}&transaction_id=T{n}-{run_tag}&payout=1"
         elif partner == "peerclick":
-            path = f"/postback?cid={cid}&txid=T{n}&payout=1"
+            path = f"/postback?cid={cid}&txid=T{n}-{run_tag}&payout=1"
         else:
             continue
         expires = fields["expires_at"]
