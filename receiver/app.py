@@ -24,11 +24,11 @@ import orjson
 from receiver.clicks import earn_click, link_click
 from receiver.config import ConfigStore
 from receiver.errors import HTTP_STATUS, Refusal
-from receiver.indexes import rebuild_indexes
-from receiver.log import LogRecordError, LogWriteError, SegmentWriter, iter_log
+from receiver.log import LogRecordError, LogWriteError, SegmentWriter
 from receiver.openapi import OPENAPI_PATH, document_bytes
 from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
 from receiver.postbacks import DIALECTS, PostbackInput, decide_postback, request_part
+from receiver.snapshot import build_sidecar, index_dir_for, load_indexes, write_base
 from receiver.timeutil import format_utc, utc_now
 
 log = logging.getLogger("clickledger.receiver")
@@ -100,12 +100,29 @@ class Receiver:
         self.settings = settings
         self.queue_depth = queue_depth
         self.config_store = ConfigStore(settings.config_path)
-        records = iter_log(settings.log_dir, on_bad=lambda bad: log.warning(
-            "skipping %s record at %s line %d", "torn" if bad.torn else "corrupt", bad.segment, bad.line_no))
-        self.clicks, self.conversions, top_seq = rebuild_indexes(records)
+        self.index_dir = index_dir_for(settings.log_dir)
+        self._cache_threads: list[threading.Thread] = []
+        own_writer = writer is None
         if writer is None:
+            # The writer first: its lock makes this process the log's only writer before any
+            # derived cache is written. Its seq is set once the indexes know the log's top.
             kwargs = {"max_segment_bytes": settings.segment_bytes} if settings.segment_bytes else {}
-            writer = SegmentWriter(settings.log_dir, next_seq=top_seq + 1, **kwargs)
+            writer = SegmentWriter(settings.log_dir, next_seq=1, on_sealed=self._segment_sealed, **kwargs)
+        try:
+            loaded = load_indexes(settings.log_dir, self.index_dir, on_bad=lambda bad: log.warning(
+                "skipping %s record at %s line %d", "torn" if bad[2] else "corrupt", bad[0], bad[1]))
+        except BaseException:
+            if own_writer:
+                writer.close()
+            raise
+        self.clicks, self.conversions = loaded.clicks, loaded.conversions
+        self.index_summary = loaded.describe()
+        log.info("%s", self.index_summary)
+        if own_writer:
+            writer.resume_at(loaded.top_seq + 1)
+        if loaded.base_stale:
+            # One file for the next start instead of every sidecar; written while we serve.
+            self._in_background(write_base, self.index_dir, loaded.data)
         self.writer = writer
         self.clock = clock
         self.new_click_id = new_click_id
@@ -115,8 +132,31 @@ class Receiver:
     def config(self):
         return self.config_store.current()
 
+    def _in_background(self, target: Callable[..., None], *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name="clickledger-index-cache", daemon=True)
+        self._cache_threads.append(thread)
+        thread.start()
+
+    def _segment_sealed(self, segment: Path) -> None:
+        """A rotated segment gets its sidecar now, so the next start need not read it."""
+        self._in_background(_build_sidecar_quietly, segment, self.index_dir)
+
     def close(self) -> None:
+        segment = self.writer.segment_path
         self.writer.close()
+        # A clean shutdown seals the last segment: its sidecar saves the next start reading it.
+        if segment is not None and segment.parent == self.settings.log_dir and segment.exists():
+            _build_sidecar_quietly(segment, self.index_dir)
+        for thread in self._cache_threads:
+            thread.join()
+        self._cache_threads.clear()
+
+
+def _build_sidecar_quietly(segment: Path, index_dir: Path) -> None:
+    try:
+        build_sidecar(segment, index_dir)
+    except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
+        log.warning("no index sidecar for %s: %s", segment.name, exc)
 
 
 def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -> None:

@@ -245,7 +245,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     from receiver.simulate import simulate, simulate_history
 
     data_dir = Path(data_dir)
-    for generated in ("log", "warehouse", "ledger"):
+    for generated in ("log", "index", "warehouse", "ledger"):
         shutil.rmtree(data_dir / generated, ignore_errors=True)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"

@@ -173,12 +173,16 @@ class SegmentWriter:
         next_seq: int | None = None,
         fsync: Callable[[int], None] = os.fsync,
         write: Callable[[int, bytes], int] = os.write,
+        on_sealed: Callable[[Path], None] | None = None,
     ):
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.max_segment_bytes = max_segment_bytes
         self._fsync = fsync
         self._write = write
+        # Called (in the writing thread, so it must return at once) with each segment closed by
+        # rotation: it will never be appended to again, so derived caches of it can be built.
+        self._on_sealed = on_sealed
         self._lock_fd = os.open(self.log_dir / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -239,11 +243,16 @@ class SegmentWriter:
     def _write_batch(self, lines: list[bytes]) -> None:
         data = b"".join(lines)
         if self._fd is None or self._segment_size >= self.max_segment_bytes:
+            sealed = None
             if self._fd is not None:
                 fd, self._fd = self._fd, None  # never keep a descriptor that may be closed (and reused)
                 with contextlib.suppress(OSError):  # its records are fsync'd already
                     os.close(fd)
+                sealed = self._segment_path
             self._open_segment()
+            if sealed is not None and self._on_sealed is not None:
+                with contextlib.suppress(Exception):  # a cache hook must never fail a durable write
+                    self._on_sealed(sealed)
         good_size = self._segment_size
         try:
             view = memoryview(data)
@@ -318,6 +327,13 @@ class SegmentWriter:
                 self._leader_active = False
                 if self._closing:
                     self._idle.notify_all()
+
+    def resume_at(self, next_seq: int) -> None:
+        """Set the seq of the next record; only before the first append (the caller read the log's top)."""
+        with self._lock:
+            if self._segment_path is not None or self._pending:
+                raise LogError("resume_at must come before the first append")
+            self._next_seq = next_seq
 
     @property
     def healthy(self) -> bool:

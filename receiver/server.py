@@ -65,6 +65,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: in
 
     signal.signal(signal.SIGTERM, stop)
     actual_port = server.effective_port  # type: ignore[attr-defined]
+    print(app.receiver.index_summary, flush=True)
     print(f"clickledger receiver on http://{host}:{actual_port} (data: {data_dir}, threads: {threads}, "
           f"max queue: {max_queue})",
           flush=True)
