@@ -4,39 +4,17 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger overview")
 
 with app.setup:
-    from pathlib import Path
-
     import altair as alt
     import marimo as mo
     import polars as pl
 
-    import pipeline
     from pipeline import views
-    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
-    from receiver.log import segment_paths
-
-
-@app.function
-def load_or_explain(data_dir: Path, run_now: bool, run_button: object) -> tuple[object, object]:
-    """(warehouse, None), or (None, what to show instead): a hint, and a button when a log awaits its first run."""
-    segments = segment_paths(data_dir / "log")
-    if run_now and segments:
-        try:
-            with mo.status.progress_bar(total=len(segments), title="Deriving the warehouse from the log",
-                                        remove_on_exit=True) as bar:
-                pipeline.run(data_dir, progress=lambda i, n, path: bar.update(
-                    subtitle=f"segment {i} of {n}: {path.name}"))
-        except pipeline.PipelineError as exc:
-            return None, mo.callout(mo.md(f"**The pipeline refused this log:** {exc}"), kind="danger")
-    with mo.status.spinner(title="Loading the warehouse..."):
-        wh, hint = warehouse_or_hint(data_dir)
-    if wh is not None:
-        return wh, None
-    if segments:
-        return None, mo.callout(mo.vstack([
-            mo.md(f"`{data_dir}` has a log ({len(segments)} segment(s)) but no warehouse yet. {hint}"),
-            run_button]), kind="warn")
-    return None, mo.callout(mo.md(hint or ""), kind="warn")
+    from pipeline.notebook_support import (
+        default_data_dir,
+        display_money,
+        load_or_explain,
+        pipeline_run_button,
+    )
 
 
 @app.cell
@@ -54,15 +32,14 @@ def _():
 @app.cell
 def _():
     data_input = mo.ui.text(value=default_data_dir(), label="Data directory", full_width=True)
-    run_button = mo.ui.run_button(label="Run the pipeline over this log now", kind="success")
+    run_button = pipeline_run_button()
     data_input
     return data_input, run_button
 
 
 @app.cell
 def _(data_input, run_button):
-    data_dir = Path(data_input.value.strip() or ".").expanduser()
-    wh, _instead = load_or_explain(data_dir, run_button.value, run_button)
+    wh, _instead = load_or_explain(data_input.value, run_button)
     mo.stop(wh is None, _instead)
     return (wh,)
 

@@ -4,87 +4,32 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger reconciliation")
 
 with app.setup:
-    import io
-    import re
-    import tempfile
     from datetime import timedelta
-    from pathlib import Path
 
     import altair as alt
     import marimo as mo
     import polars as pl
 
     import pipeline
-    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
+    from pipeline.notebook_support import (
+        cli_arg,
+        default_data_dir,
+        display_money,
+        load_or_explain,
+        pipeline_run_button,
+    )
     from pipeline.reconciliation import (
         DEFAULT_COLUMNS,
         OUTCOMES,
         REQUIRED,
+        csv_safe_bytes,
         daily_totals,
         explain_missing_ours,
+        guess_columns,
+        read_statement_csv,
         sample_statement,
         totals_by_status,
     )
-    from receiver.log import segment_paths
-    from receiver.params import AMOUNT, CLICK_ID, TRANSACTION_ID
-
-
-@app.function
-def cli_arg(name: str) -> str | None:
-    """`--name VALUE` after `--` on the command line (None in a Jupyter kernel, which has none)."""
-    try:
-        value = mo.cli_args().get(name)
-    except Exception:
-        return None
-    return None if value in (None, "") else str(value)
-
-
-@app.function
-def load_or_explain(data_dir: Path, run_now: bool, run_button: object) -> tuple[object, object]:
-    """(warehouse, None), or (None, what to show instead): a hint, and a button when a log awaits its first run."""
-    segments = segment_paths(data_dir / "log")
-    if run_now and segments:
-        try:
-            with mo.status.progress_bar(total=len(segments), title="Deriving the warehouse from the log",
-                                        remove_on_exit=True) as bar:
-                pipeline.run(data_dir, progress=lambda i, n, path: bar.update(
-                    subtitle=f"segment {i} of {n}: {path.name}"))
-        except pipeline.PipelineError as exc:
-            return None, mo.callout(mo.md(f"**The pipeline refused this log:** {exc}"), kind="danger")
-    with mo.status.spinner(title="Loading the warehouse..."):
-        wh, hint = warehouse_or_hint(data_dir)
-    if wh is not None:
-        return wh, None
-    if segments:
-        return None, mo.callout(mo.vstack([
-            mo.md(f"`{data_dir}` has a log ({len(segments)} segment(s)) but no warehouse yet. {hint}"),
-            run_button]), kind="warn")
-    return None, mo.callout(mo.md(hint or ""), kind="warn")
-
-
-@app.function
-def guess_columns(names: list[str]) -> dict[str, str]:
-    """Our column -> the statement's, preselected by name: ours, the receiver's parameter aliases
-    (cid, payout, txn, order_id...) or a usual export heading, ignoring case, spaces and _."""
-    candidates = {
-        "click_id": [*CLICK_ID, "click id", "clickid"],
-        "transaction_id": [*TRANSACTION_ID, "transaction", "order", "order id", "conversion_id"],
-        "status": ["status", "state", "conversion status"],
-        "amount": [*AMOUNT, "revenue", "sale amount", "value"],
-        "currency": ["currency", "currency code", "cur"],
-        "date": ["date", "day", "conversion date", "converted_at", "created_at", "time"],
-    }
-    key = lambda text: re.sub(r"[\s_\-]+", "", text.lower())  # noqa: E731
-    by_key = {key(name): name for name in reversed(names)}
-    return {ours: next((by_key[key(c)] for c in options if key(c) in by_key), "(none)")
-            for ours, options in candidates.items()}
-
-
-@app.function
-def safe_csv_bytes(frame: pl.DataFrame) -> bytes:
-    """The frame as the pipeline's spreadsheet-safe CSV (pipeline.write_csv_safe), as bytes to download."""
-    with tempfile.TemporaryDirectory() as tmp:
-        return pipeline.write_csv_safe(frame, Path(tmp) / "outcome.csv").read_bytes()
 
 
 @app.function
@@ -115,15 +60,14 @@ def _():
 @app.cell
 def _():
     data_input = mo.ui.text(value=default_data_dir(), label="Data directory", full_width=True)
-    run_button = mo.ui.run_button(label="Run the pipeline over this log now", kind="success")
+    run_button = pipeline_run_button()
     data_input
     return data_input, run_button
 
 
 @app.cell
 def _(data_input, run_button):
-    data_dir = Path(data_input.value.strip() or ".").expanduser()
-    wh, _instead = load_or_explain(data_dir, run_button.value, run_button)
+    wh, _instead = load_or_explain(data_input.value, run_button)
     mo.stop(wh is None, _instead)
     partners = sorted(p for p in wh.conversions["partner_id"].unique().to_list() if p)
     mo.stop(not partners, mo.callout(
@@ -162,34 +106,27 @@ def _():
 
 @app.cell
 def _(partner, path_input, period, upload, use_sample, wh):
-    _statement_error, is_sample = None, False
+    _statement_error, is_sample, statement_raw = None, False, None
     if upload.value:
         _source = f"uploaded file `{upload.name()}`"
-        try:
-            statement_raw = pl.read_csv(io.BytesIO(upload.contents()), infer_schema=False, encoding="utf8-lossy")
-        except Exception as exc:  # polars has several error types for unreadable CSV
-            statement_raw, _statement_error = None, f"cannot read it as CSV: {exc}"
     elif path_input.value.strip():
-        _path = Path(path_input.value.strip()).expanduser()
-        _source = f"`{_path}`"
-        if not _path.is_file():
-            statement_raw, _statement_error = None, "no such file"
-        else:
-            try:
-                statement_raw = pl.read_csv(_path, infer_schema=False, encoding="utf8-lossy")
-            except Exception as exc:
-                statement_raw, _statement_error = None, f"cannot read it as CSV: {exc}"
+        _source = f"`{path_input.value.strip()}`"
     elif use_sample.value:
-        statement_raw = sample_statement(wh, partner.value, start=period.value[0], end=period.value[1])
         _source, is_sample = "a generated SAMPLE", True
     else:
-        statement_raw, _source = None, None
+        _source = None
+    try:
+        if is_sample:
+            statement_raw = sample_statement(wh, partner.value, start=period.value[0], end=period.value[1])
+        elif _source is not None:
+            statement_raw = read_statement_csv(upload.contents() if upload.value else path_input.value.strip())
+    except pipeline.PipelineError as exc:
+        _statement_error = str(exc)
     mo.stop(_source is None, mo.callout(mo.md(
         "**No statement yet.** Type the path of the partner's CSV statement, upload it, or tick "
         "*Try it with a SAMPLE statement* to see every outcome on our own data."), kind="info"))
     mo.stop(_statement_error is not None, mo.callout(mo.md(
         f"**The statement {_source} could not be read:** {_statement_error}"), kind="danger"))
-    statement_raw = statement_raw.rename({c: c.lstrip("\ufeff").strip() for c in statement_raw.columns})
     if is_sample:
         _note = mo.callout(mo.md(
             "**SAMPLE statement, not a partner's figures.** Generated from our own conversions of "
@@ -205,7 +142,7 @@ def _(partner, path_input, period, upload, use_sample, wh):
 
 @app.cell
 def _(statement_raw):
-    _guess = guess_columns(statement_raw.columns)
+    _guess = {ours: theirs or "(none)" for ours, theirs in guess_columns(statement_raw.columns).items()}
     _options = ["(none)", *statement_raw.columns]
     mapping_ui = mo.ui.dictionary({ours: mo.ui.dropdown(_options, value=_guess[ours], label=ours)
                                    for ours in DEFAULT_COLUMNS})
@@ -354,7 +291,7 @@ def _(result, wh):
 
 @app.cell
 def _(partner, result):
-    mo.download(data=lambda: safe_csv_bytes(result.rows),
+    mo.download(data=lambda: csv_safe_bytes(result.rows),
                 filename=f"reconciliation-{partner.value}-{result.start}-{result.end}.csv",
                 mimetype="text/csv", label="Download the outcome (CSV, safe to open in a spreadsheet)")
     return

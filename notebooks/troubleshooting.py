@@ -4,81 +4,20 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger troubleshooting")
 
 with app.setup:
-    import re
-    from pathlib import Path
-
     import altair as alt
     import marimo as mo
     import polars as pl
 
-    import pipeline
     from pipeline.issues import fix_guide
-    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
-    from pipeline.story import click_story, find_clicks
-    from receiver.log import segment_paths
-
-
-@app.function
-def cli_arg(name: str) -> str | None:
-    """`--name VALUE` after `--` on the command line (None in a Jupyter kernel, which has none)."""
-    try:
-        value = mo.cli_args().get(name)
-    except Exception:
-        return None
-    return None if value in (None, "") else str(value)
-
-
-@app.function
-def load_or_explain(data_dir: Path, run_now: bool, run_button: object) -> tuple[object, object]:
-    """(warehouse, None), or (None, what to show instead): a hint, and a button when a log awaits its first run."""
-    segments = segment_paths(data_dir / "log")
-    if run_now and segments:
-        try:
-            with mo.status.progress_bar(total=len(segments), title="Deriving the warehouse from the log",
-                                        remove_on_exit=True) as bar:
-                pipeline.run(data_dir, progress=lambda i, n, path: bar.update(
-                    subtitle=f"segment {i} of {n}: {path.name}"))
-        except pipeline.PipelineError as exc:
-            return None, mo.callout(mo.md(f"**The pipeline refused this log:** {exc}"), kind="danger")
-    with mo.status.spinner(title="Loading the warehouse..."):
-        wh, hint = warehouse_or_hint(data_dir)
-    if wh is not None:
-        return wh, None
-    if segments:
-        return None, mo.callout(mo.vstack([
-            mo.md(f"`{data_dir}` has a log ({len(segments)} segment(s)) but no warehouse yet. {hint}"),
-            run_button]), kind="warn")
-    return None, mo.callout(mo.md(hint or ""), kind="warn")
-
-
-@app.function
-def mask_keys(text: str | None) -> str | None:
-    """A raw query or body for display, with api key values cut to their first 4 characters."""
-    if not text:
-        return text
-    text = re.sub(r"(?i)((?:^|[&?])(?:api_key|apikey|key)=)([^&]{4})[^&]*", r"\1\2…", text)
-    return re.sub(r'(?i)("(?:api_key|apiKey|key)"\s*:\s*")([^"]{4})[^"]*', r"\1\2…", text)
-
-
-@app.function
-def mark_difference(theirs: str, ours: str) -> str:
-    """Both ids as HTML, one above the other, with the part where they differ highlighted."""
-    import html
-
-    start = 0
-    while start < min(len(theirs), len(ours)) and theirs[start] == ours[start]:
-        start += 1
-    end = 0
-    while end < min(len(theirs), len(ours)) - start and theirs[-1 - end] == ours[-1 - end]:
-        end += 1
-
-    def show(text: str) -> str:
-        middle = text[start:len(text) - end]
-        return (html.escape(text[:start]) + f"<mark style='background:#ffd54f'>{html.escape(middle) or '&#8203;'}"
-                "</mark>" + html.escape(text[len(text) - end:]))
-
-    return (f"<pre style='margin:0.4em 0;font-size:0.95em'>they sent  {show(theirs)}\n"
-            f"we issued  {show(ours)}</pre>")
+    from pipeline.notebook_support import (
+        cli_arg,
+        default_data_dir,
+        display_money,
+        load_or_explain,
+        mark_difference,
+        pipeline_run_button,
+    )
+    from pipeline.story import click_story, find_clicks, for_support
 
 
 @app.cell
@@ -96,19 +35,18 @@ def _():
 @app.cell
 def _():
     data_input = mo.ui.text(value=default_data_dir(), label="Data directory", full_width=True)
-    run_button = mo.ui.run_button(label="Run the pipeline over this log now", kind="success")
+    run_button = pipeline_run_button()
     data_input
     return data_input, run_button
 
 
 @app.cell
 def _(data_input, run_button):
-    data_dir = Path(data_input.value.strip() or ".").expanduser()
-    wh, _instead = load_or_explain(data_dir, run_button.value, run_button)
+    wh, _instead = load_or_explain(data_input.value, run_button)
     mo.stop(wh is None, _instead)
     issues = wh.postback_issues.with_columns(
         pl.coalesce("partner_id", "key_partner_id").fill_null("(unknown)").alias("partner"))
-    return data_dir, issues, wh
+    return issues, wh
 
 
 @app.cell
@@ -162,23 +100,22 @@ def _(affiliate, issues, partner, search, wh):
 
 
 @app.cell
-def _(data_dir, picker, wh):
+def _(picker, wh):
     _chosen = picker.value["click_id"][0] if picker.value.height else None
     mo.stop(_chosen is None, mo.md("_Pick a click id in the table above._"))
     with mo.status.spinner(title="Reading the log..."):
-        story = click_story(wh, _chosen, data_dir)
-    _requests = story.requests.with_columns(
-        pl.col("query").cast(pl.String).map_elements(mask_keys, return_dtype=pl.String),
-        pl.col("body").cast(pl.String).map_elements(mask_keys, return_dtype=pl.String),
-        pl.concat_str(pl.col("http_status").cast(pl.String), pl.coalesce(pl.col("error").cast(pl.String), pl.col("result").cast(pl.String)).fill_null(""),
+        story = click_story(wh, _chosen)
+    _requests = for_support(story.requests).with_columns(
+        pl.concat_str(pl.col("http_status").cast(pl.String),
+                      pl.coalesce(pl.col("error"), pl.col("result")).cast(pl.String).fill_null(""),
                       separator=" ").alias("answer"),
-    ).select("received_at", "kind", "route", "answer", "query", "body", "method", "transaction_id", "status_raw",
-             "remote_addr", "user_agent", "custom_data", "seq")
+    ).select("received_at", "kind", "route", "path", "answer", "query", "body", "method", "transaction_id",
+             "status_raw", "remote_addr", "user_agent", "custom_data", "seq")
     _nearest = story.issues["nearest_click_id"].drop_nulls()
     if story.click.height:
-        _click = mo.ui.table(story.click.select(
+        _click = mo.ui.table(for_support(story.click.select(
             "clicked_at", "source", "slug", "product_id", "offer_id", "partner_id", "affiliate_id", "user_id",
-            "ip", "user_agent", "referer", "expires_at", "custom_data"), selection=None,
+            "ip", "user_agent", "referer", "expires_at", "custom_data")), selection=None,
             show_column_summaries=False)
     elif _nearest.len():
         _near = wh.clicks.filter(pl.col("click_id") == _nearest[0])
@@ -198,7 +135,7 @@ def _(data_dir, picker, wh):
         mo.md("**The click**"),
         _click,
         mo.md("**Every request about it, with the answer we gave**: the raw query and body as received "
-              "(api keys cut to 4 characters), track events included"),
+              "(api keys cut to their first 4 characters), track events included"),
         mo.ui.table(_requests, selection=None, page_size=10, show_column_summaries=False,
                     wrapped_columns=["query", "body"], column_widths={"received_at": 150, "query": 300, "body": 220}),
         mo.md("**The conversion it produced**"),
@@ -260,14 +197,15 @@ def _(issues):
     nearest = issues.filter(pl.col("nearest_click_id").is_not_null()).select(
         "received_at", "partner", "route", "click_id", "nearest_click_id", "reason").sort(
         "received_at", descending=True)
-    wrong_path = issues.filter(pl.col("reason") == "wrong_path").select(
-        "received_at", "method", "path", "click_id", "detail").sort("received_at", descending=True)
+    wrong_path = for_support(issues.filter(pl.col("reason") == "wrong_path").select(
+        "received_at", "partner", "method", "path", "click_id")).sort("received_at", descending=True)
     mo.vstack([
         mo.md("## Unknown click ids, and the click id of ours they most resemble"),
         mo.ui.table(nearest, page_size=8, selection=None, show_column_summaries=False) if nearest.height
         else mo.md("_No unknown click id is close to one of ours._"),
         mo.md("## Postbacks sent to a wrong URL\n\nRequests to a path we do not serve that carried a click "
-              "id: the partner's postback URL is wrong (for example `/postback` instead of `/api/postback`)."),
+              "id: the partner's postback URL is wrong (for example `/postback-old` instead of `/api/postback`). "
+              "Api keys in a path are cut to their first 4 characters."),
         mo.ui.table(wrong_path, page_size=8, selection=None, show_column_summaries=False) if wrong_path.height
         else mo.md("_None: every request carrying a click id went to a postback route._"),
     ])
