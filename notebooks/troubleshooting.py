@@ -13,6 +13,7 @@ with app.setup:
         cli_arg,
         default_data_dir,
         display_money,
+        display_times,
         load_or_explain,
         mark_difference,
         pipeline_run_button,
@@ -113,9 +114,9 @@ def _(picker, wh):
              "status_raw", "remote_addr", "user_agent", "custom_data", "seq")
     _nearest = story.issues["nearest_click_id"].drop_nulls()
     if story.click.height:
-        _click = mo.ui.table(for_support(story.click.select(
+        _click = mo.ui.table(display_times(for_support(story.click.select(
             "clicked_at", "source", "slug", "product_id", "offer_id", "partner_id", "affiliate_id", "user_id",
-            "ip", "user_agent", "referer", "expires_at", "custom_data")), selection=None,
+            "ip", "user_agent", "referer", "expires_at", "custom_data"))), selection=None,
             show_column_summaries=False)
     elif _nearest.len():
         _near = wh.clicks.filter(pl.col("click_id") == _nearest[0])
@@ -136,16 +137,17 @@ def _(picker, wh):
         _click,
         mo.md("**Every request about it, with the answer we gave**: the raw query and body as received "
               "(api keys cut to their first 4 characters), track events included"),
-        mo.ui.table(_requests, selection=None, page_size=10, show_column_summaries=False,
-                    wrapped_columns=["query", "body"], column_widths={"received_at": 150, "query": 300, "body": 220}),
+        mo.ui.table(display_times(_requests), selection=None, page_size=10, show_column_summaries=False,
+                    wrapped_columns=["query", "body"], column_widths={"received_at": 160, "query": 300, "body": 220}),
         mo.md("**The conversion it produced**"),
-        mo.ui.table(display_money(story.conversions.select(
+        mo.ui.table(display_times(display_money(story.conversions.select(
             "transaction_id", "converted_at", "status", "status_history", "counts", "not_counted_reason",
-            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates")), selection=None,
+            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates"))), selection=None,
             show_column_summaries=False)
         if story.conversions.height else mo.md("_None: no postback for it was recorded._"),
         mo.md("**Its postback issues**"),
-        mo.ui.table(story.issues.select("received_at", "route", "error", "reason", "detail"), selection=None,
+        mo.ui.table(display_times(story.issues.select("received_at", "route", "error", "reason", "detail")),
+                    selection=None,
                     show_column_summaries=False, wrapped_columns=["detail"])
         if story.issues.height else mo.md("_None._"),
     ])
@@ -170,7 +172,7 @@ def _(issues):
     ).properties(width=760, height=240, title="Postback issues per day, by reason")
     mo.vstack([mo.md("## Issues by reason and partner"), _chart,
                mo.ui.table(by_reason, label="Issues per reason and partner ((unknown): no click and no key "
-                           "told us the partner)", page_size=10, selection=None)])
+                           "told us the partner)", page_size=10, selection=None, show_column_summaries=False)])
     return (by_reason,)
 
 
@@ -201,12 +203,12 @@ def _(issues):
         "received_at", "partner", "method", "path", "click_id")).sort("received_at", descending=True)
     mo.vstack([
         mo.md("## Unknown click ids, and the click id of ours they most resemble"),
-        mo.ui.table(nearest, page_size=8, selection=None, show_column_summaries=False) if nearest.height
+        mo.ui.table(display_times(nearest), page_size=8, selection=None, show_column_summaries=False) if nearest.height
         else mo.md("_No unknown click id is close to one of ours._"),
         mo.md("## Postbacks sent to a wrong URL\n\nRequests to a path we do not serve that carried a click "
               "id: the partner's postback URL is wrong (for example `/postback-old` instead of `/api/postback`). "
               "Api keys in a path are cut to their first 4 characters."),
-        mo.ui.table(wrong_path, page_size=8, selection=None, show_column_summaries=False) if wrong_path.height
+        mo.ui.table(display_times(wrong_path), page_size=8, selection=None, show_column_summaries=False) if wrong_path.height
         else mo.md("_None: every request carrying a click id went to a postback route._"),
     ])
     return nearest, wrong_path

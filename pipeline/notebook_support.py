@@ -90,6 +90,16 @@ def display_money(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.with_columns(pl.col(pl.Decimal).cast(pl.Float64).round(2))
 
 
+def display_times(frame: pl.DataFrame) -> pl.DataFrame:
+    """Datetime columns as `YYYY-MM-DD HH:MM:SS` text (in their own time zone, UTC in the
+    warehouse), and the log's ISO text `received_at` likewise: for display only."""
+    return frame.with_columns(
+        *(pl.col(c).dt.strftime("%Y-%m-%d %H:%M:%S") for c, dt in frame.schema.items()
+          if isinstance(dt, pl.Datetime)),
+        *(pl.col(c).str.slice(0, 19).str.replace("T", " ", literal=True) for c, dt in frame.schema.items()
+          if c == "received_at" and dt == pl.String))
+
+
 def mark_difference(theirs: str, ours: str) -> str:
     """Both ids as HTML, one above the other, with the part where they differ highlighted."""
     start = 0

@@ -48,3 +48,15 @@ def test_an_unknown_click_id_is_shown_with_where_it_differs():
     assert "6eb5852d-409f-a<mark style='background:#ffd54f'>b</mark>da" in shown
     assert "6eb5852d-409f-a<mark style='background:#ffd54f'>5</mark>da" in shown
     assert "<x>" not in mark_difference("<x>", "<y>") and "&lt;" in mark_difference("<x>", "<y>")
+
+
+def test_times_show_to_the_second():
+    from datetime import UTC, datetime
+
+    import polars as pl
+
+    from pipeline.notebook_support import display_times
+
+    frame = pl.DataFrame({"at": [datetime(2026, 11, 21, 8, 27, 35, 731555, tzinfo=UTC)],
+                          "received_at": ["2026-11-21T08:27:35.731555Z"], "n": [1]})
+    assert display_times(frame).row(0) == ("2026-11-21 08:27:35", "2026-11-21 08:27:35", 1)
