@@ -4,18 +4,21 @@ __generated_with = "0.25.2"
 app = marimo.App(width="medium", app_title="clickledger troubleshooting")
 
 with app.setup:
-    from pathlib import Path
-
     import altair as alt
     import marimo as mo
     import polars as pl
 
     from pipeline.issues import fix_guide
-    from pipeline.notebook_support import default_data_dir, display_money, warehouse_or_hint
-    from pipeline.story import click_story, find_clicks
-
-
-
+    from pipeline.notebook_support import (
+        cli_arg,
+        default_data_dir,
+        display_money,
+        display_times,
+        load_or_explain,
+        mark_difference,
+        pipeline_run_button,
+    )
+    from pipeline.story import click_story, find_clicks, for_support
 
 
 @app.cell
@@ -23,8 +26,9 @@ def _():
     mo.md("""
     # Troubleshooting postbacks
 
-    Why a partner's postback did not become a conversion, and what to tell them.
-    Everything here comes from the receiver's log: every request is in it, refused ones too.
+    Why a partner's postback did not become a conversion, and what to tell them. Everything
+    here comes from the receiver's log, where every request is kept, refused ones too; the
+    reasons and fixes come from `pipeline` (`postback_issues`, `fix_guide`, `click_story`).
     """)
     return
 
@@ -32,120 +36,182 @@ def _():
 @app.cell
 def _():
     data_input = mo.ui.text(value=default_data_dir(), label="Data directory", full_width=True)
+    run_button = pipeline_run_button()
     data_input
-    return (data_input,)
+    return data_input, run_button
 
 
 @app.cell
-def _(data_input):
-    data_dir = Path(data_input.value).expanduser()
-    with mo.status.spinner(title="Loading the warehouse..."):
-        wh, hint = warehouse_or_hint(data_dir)
-    mo.stop(wh is None, mo.callout(mo.md(hint or ""), kind="warn"))
-    issues = wh.postback_issues
-    return data_dir, issues, wh
+def _(data_input, run_button):
+    wh, _instead = load_or_explain(data_input.value, run_button)
+    mo.stop(wh is None, _instead)
+    issues = wh.postback_issues.with_columns(
+        pl.coalesce("partner_id", "key_partner_id").fill_null("(unknown)").alias("partner"))
+    return issues, wh
 
 
 @app.cell
-def _(issues):
-    mo.stop(issues.is_empty(), mo.callout("No postback issues: every postback recorded a conversion.",
-                                          kind="success"))
-    by_reason = (issues.with_columns(pl.coalesce("partner_id", "key_partner_id").fill_null("(unknown)")
-                                     .alias("partner"))
-                 .group_by("reason", "partner").agg(pl.len().alias("issues"))
-                 .sort(["issues", "reason", "partner"], descending=[True, False, False]))
-    over_time = (issues.group_by(pl.col("received_at").dt.date().alias("day"), "reason")
-                 .agg(pl.len().alias("issues")).sort("day", "reason"))
-    chart = alt.Chart(over_time).mark_bar().encode(
-        x=alt.X("yearmonthdate(day):T", title="day (UTC)", axis=alt.Axis(format="%b %d")), y=alt.Y("issues:Q"), color="reason:N",
-        tooltip=["day:T", "reason:N", "issues:Q"],
-    ).properties(width=760, height=240, title="Postback issues per day, by reason")
-    mo.vstack([mo.md("## Issues by reason and partner"), mo.ui.altair_chart(chart),
-               mo.ui.table(by_reason, label="Issues per reason and partner", page_size=10)])
-    return
-
-
-@app.cell
-def _(issues):
-    guide = fix_guide()
-    seen = issues.group_by("reason").agg(pl.len().alias("issues"))
-    table = seen.join(guide, on="reason", how="left").sort("issues", descending=True)
-    mo.vstack([mo.md("## What to tell the partner"),
-               mo.ui.table(table.select("reason", "issues", "symptom", "likely_cause", "fix"),
-                           selection=None, page_size=12)])
-    return
-
-
-@app.cell
-def _(issues):
-    nearest = issues.filter(pl.col("nearest_click_id").is_not_null()).select(
-        "received_at", "partner_id", "route", "click_id", "nearest_click_id", "reason")
-    wrong_path = issues.filter(pl.col("reason") == "wrong_path").select(
-        "received_at", "method", "path", "click_id", "detail")
-    mo.vstack([
-        mo.md("## Unknown click ids with a likely match"),
-        mo.ui.table(nearest, page_size=8) if nearest.height
-        else mo.md("_No unknown click id is close to a known one._"),
-        mo.md("## Postbacks sent to a wrong URL (they carried a click id)"),
-        mo.ui.table(wrong_path, page_size=8) if wrong_path.height
-        else mo.md("_None: every request carrying a click id went to a postback route._"),
-    ])
+def _(issues, wh):
+    _unknown = issues.filter(pl.col("reason").is_in(
+        ["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])).height
+    mo.hstack([
+        mo.stat(f"{wh.postbacks.height:,}", label="Postbacks received", bordered=True),
+        mo.stat(f"{issues.height:,}", label="Postback issues", bordered=True,
+                caption="no counting conversion recorded"),
+        mo.stat(f"{_unknown:,}", label="Click id missing or unknown", bordered=True),
+        mo.stat(f"{issues.filter(pl.col('reason') == 'wrong_path').height:,}", label="Sent to a wrong URL",
+                bordered=True),
+    ], widths="equal", gap=1)
     return
 
 
 @app.cell
 def _(wh):
-    partners = sorted(p for p in wh.clicks["partner_id"].unique().to_list() if p)
-    affiliates = sorted(a for a in wh.clicks["affiliate_id"].unique().to_list() if a)
-    search = mo.ui.text(label="Click id or transaction id (or part of one)", full_width=True)
-    partner = mo.ui.dropdown(["(any)", *partners], value="(any)", label="Partner")
-    affiliate = mo.ui.dropdown(["(any)", *affiliates], value="(any)", label="Affiliate")
-    mo.vstack([mo.md("## The story of one click"), search, mo.hstack([partner, affiliate])])
+    _partners = sorted(p for p in wh.clicks["partner_id"].unique().to_list() if p)
+    _affiliates = sorted(a for a in wh.clicks["affiliate_id"].drop_nulls().unique().to_list() if a)
+    search = mo.ui.text(value=cli_arg("click") or "", label="Click id or transaction id (or part of one)",
+                        placeholder="e.g. 3d00b232 or ord_4619107", full_width=True)
+    partner = mo.ui.dropdown(["(any)", *_partners], value="(any)", label="Partner")
+    affiliate = mo.ui.dropdown(["(any)", *_affiliates], value="(any)", label="Affiliate")
+    mo.vstack([mo.md("## The story of one click"), search, mo.hstack([partner, affiliate], justify="start",
+                                                                        gap=2)])
     return affiliate, partner, search
 
 
 @app.cell
 def _(affiliate, issues, partner, search, wh):
-    filtered = bool(search.value.strip()) or partner.value != "(any)" or affiliate.value != "(any)"
-    if filtered:
+    _filtered = bool(search.value.strip()) or partner.value != "(any)" or affiliate.value != "(any)"
+    if _filtered:
         found = find_clicks(wh, text=search.value, partner=None if partner.value == "(any)" else partner.value,
                             affiliate=None if affiliate.value == "(any)" else affiliate.value)
-    else:  # start where support usually does: the latest click id a partner complained about
-        latest = issues.filter(pl.col("nearest_click_id").is_not_null()).sort("seq").tail(1)
-        found = find_clicks(wh, text=(latest["nearest_click_id"][0] if latest.height else ""), limit=1)
-    mo.stop(found.is_empty(), mo.callout("No click, conversion or postback matches.", kind="warn"))
-    picker = mo.ui.table(found, selection="single", label="Matches: pick one", page_size=8, initial_selection=[0])
-    picker
+        _intro = mo.md(f"{found.height} click id(s) match; pick one.")
+    else:  # start where support often does: the latest unknown click id that resembles one of ours
+        _latest = issues.filter(pl.col("nearest_click_id").is_not_null()).sort("seq").tail(1)
+        _start = _latest["click_id"][0] if _latest.height else ""
+        found = find_clicks(wh, text=_start, limit=1) if _start else find_clicks(wh, limit=1)
+        _intro = mo.md("_Nothing searched yet: showing the latest postback with an unknown click id "
+                       "that resembles one of ours._" if _start else "_Nothing searched yet: the latest click._")
+    mo.stop(found.is_empty(), mo.callout(
+        "No click, conversion or postback matches. Check the id (a part of it is enough), or clear the "
+        "partner and affiliate filters.", kind="warn"))
+    picker = mo.ui.table(found, selection="single", initial_selection=[0], page_size=5,
+                         show_column_summaries=False, label="")
+    mo.vstack([_intro, picker])
     return (picker,)
 
 
 @app.cell
-def _(data_dir, picker, wh):
-    chosen = picker.value["click_id"][0] if picker.value.height else None
-    mo.stop(chosen is None, mo.md("_Pick a click above._"))
-    story = click_story(wh, chosen, data_dir)
-    requests_shown = story.requests.select(
-        "seq", "received_at", "kind", "method", "route", "http_status", "result", "error", "transaction_id",
-        "status_raw", "query", "body", "remote_addr", "user_agent", "custom_data")
+def _(picker, wh):
+    _chosen = picker.value["click_id"][0] if picker.value.height else None
+    mo.stop(_chosen is None, mo.md("_Pick a click id in the table above._"))
+    with mo.status.spinner(title="Reading the log..."):
+        story = click_story(wh, _chosen)
+    _requests = for_support(story.requests).with_columns(
+        pl.concat_str(pl.col("http_status").cast(pl.String),
+                      pl.coalesce(pl.col("error"), pl.col("result")).cast(pl.String).fill_null(""),
+                      separator=" ").alias("answer"),
+    ).select("received_at", "kind", "route", "path", "answer", "query", "body", "method", "transaction_id",
+             "status_raw", "remote_addr", "user_agent", "custom_data", "seq")
+    _nearest = story.issues["nearest_click_id"].drop_nulls()
+    if story.click.height:
+        _click = mo.ui.table(display_times(for_support(story.click.select(
+            "clicked_at", "source", "slug", "product_id", "offer_id", "partner_id", "affiliate_id", "user_id",
+            "ip", "user_agent", "referer", "expires_at", "custom_data"))), selection=None,
+            show_column_summaries=False)
+    elif _nearest.len():
+        _near = wh.clicks.filter(pl.col("click_id") == _nearest[0])
+        _when = (f", clicked {_near['clicked_at'][0]:%Y-%m-%d %H:%M} UTC on offer `{_near['offer_id'][0]}` "
+                 f"(partner {_near['partner_id'][0]})") if _near.height else ""
+        _click = mo.callout(mo.vstack([
+            mo.md(f"**We never issued this click id.** The nearest one we did issue is `{_nearest[0]}`{_when}: "
+                  "the partner probably stored or passed it with characters changed or cut. Search it above "
+                  "to see its own story."),
+            mo.Html(mark_difference(_chosen, _nearest[0])),
+        ]), kind="warn")
+    else:
+        _click = mo.callout(mo.md("**We never issued this click id**, and none of ours resembles it: "
+                                  "see what the partner sent below."), kind="warn")
     mo.vstack([
-        mo.md(f"### `{chosen}`"),
-        mo.md("**The click**") if story.click.height else mo.callout(
-            "We never issued this click id: see the issues below for what the partner sent.", kind="warn"),
-        mo.ui.table(story.click.select("clicked_at", "source", "slug", "product_id", "offer_id", "partner_id",
-                                       "affiliate_id", "user_id", "ip", "user_agent", "referer", "expires_at",
-                                       "custom_data"), selection=None) if story.click.height else mo.md(""),
-        mo.md("**Every request about it, with the answer we gave** (raw query and body as received)"),
-        mo.ui.table(requests_shown, selection=None, page_size=10),
+        mo.md(f"### `{_chosen}`"),
+        mo.md("**The click**"),
+        _click,
+        mo.md("**Every request about it, with the answer we gave**: the raw query and body as received "
+              "(api keys cut to their first 4 characters), track events included"),
+        mo.ui.table(display_times(_requests), selection=None, page_size=10, show_column_summaries=False,
+                    wrapped_columns=["query", "body"], column_widths={"received_at": 160, "query": 300, "body": 220}),
         mo.md("**The conversion it produced**"),
-        mo.ui.table(display_money(story.conversions.select(
+        mo.ui.table(display_times(display_money(story.conversions.select(
             "transaction_id", "converted_at", "status", "status_history", "counts", "not_counted_reason",
-            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates")), selection=None)
-        if story.conversions.height else mo.md("_No conversion._"),
+            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates"))), selection=None,
+            show_column_summaries=False)
+        if story.conversions.height else mo.md("_None: no postback for it was recorded._"),
         mo.md("**Its postback issues**"),
-        mo.ui.table(story.issues.select("received_at", "route", "error", "reason", "detail"), selection=None)
+        mo.ui.table(display_times(story.issues.select("received_at", "route", "error", "reason", "detail")),
+                    selection=None,
+                    show_column_summaries=False, wrapped_columns=["detail"])
         if story.issues.height else mo.md("_None._"),
     ])
     return (story,)
+
+
+@app.cell
+def _(issues):
+    mo.stop(issues.is_empty(), mo.callout(
+        "No postback issues: every postback recorded a counting conversion. Nothing to tell a partner.",
+        kind="success"))
+    by_reason = (issues.group_by("reason", "partner").agg(pl.len().alias("issues"))
+                 .sort(["issues", "reason", "partner"], descending=[True, False, False]))
+    _over_time = (issues.group_by(pl.col("received_at").dt.date().alias("day"), "reason")
+                  .agg(pl.len().alias("issues")).sort("day", "reason")
+                  .with_columns(pl.col("day").dt.strftime("%b %d").alias("label")))
+    _chart = alt.Chart(_over_time).mark_bar().encode(
+        x=alt.X("label:O", title="day (UTC)", sort=alt.EncodingSortField("day", op="min"),
+                axis=alt.Axis(labelAngle=0)),
+        y=alt.Y("issues:Q"), color=alt.Color("reason:N", scale=alt.Scale(scheme="tableau20")),
+        tooltip=[alt.Tooltip("day:T", format="%Y-%m-%d"), "reason:N", "issues:Q"],
+    ).properties(width=760, height=240, title="Postback issues per day, by reason")
+    mo.vstack([mo.md("## Issues by reason and partner"), _chart,
+               mo.ui.table(by_reason, label="Issues per reason and partner ((unknown): no click and no key "
+                           "told us the partner)", page_size=10, selection=None, show_column_summaries=False)])
+    return (by_reason,)
+
+
+@app.cell
+def _(issues):
+    mo.stop(issues.is_empty())
+    _seen = issues.group_by("reason").agg(pl.len().alias("issues"))
+    table = _seen.join(fix_guide(), on="reason", how="left").sort(["issues", "reason"], descending=[True, False]
+                                                                 ).select("reason", "issues", "symptom",
+                                                                          "likely_cause", "fix")
+    mo.vstack([
+        mo.md("## What to tell the partner\n\nPer reason: what the partner sees, the likely cause, and "
+              "the fix to send them (the partner guide's troubleshooting table, extended to every reason)."),
+        mo.ui.table(table, selection=None, page_size=20, show_column_summaries=False,
+                    wrapped_columns=["reason", "symptom", "likely_cause", "fix"],
+                    column_widths={"reason": 175, "issues": 60, "symptom": 220, "likely_cause": 240, "fix": 300}),
+    ])
+    return (table,)
+
+
+@app.cell
+def _(issues):
+    mo.stop(issues.is_empty())
+    nearest = issues.filter(pl.col("nearest_click_id").is_not_null()).select(
+        "received_at", "partner", "route", "click_id", "nearest_click_id", "reason").sort(
+        "received_at", descending=True)
+    wrong_path = for_support(issues.filter(pl.col("reason") == "wrong_path").select(
+        "received_at", "partner", "method", "path", "click_id")).sort("received_at", descending=True)
+    mo.vstack([
+        mo.md("## Unknown click ids, and the click id of ours they most resemble"),
+        mo.ui.table(display_times(nearest), page_size=8, selection=None, show_column_summaries=False) if nearest.height
+        else mo.md("_No unknown click id is close to one of ours._"),
+        mo.md("## Postbacks sent to a wrong URL\n\nRequests to a path we do not serve that carried a click "
+              "id: the partner's postback URL is wrong (for example `/postback-old` instead of `/api/postback`). "
+              "Api keys in a path are cut to their first 4 characters."),
+        mo.ui.table(display_times(wrong_path), page_size=8, selection=None, show_column_summaries=False) if wrong_path.height
+        else mo.md("_None: every request carrying a click id went to a postback route._"),
+    ])
+    return nearest, wrong_path
 
 
 if __name__ == "__main__":

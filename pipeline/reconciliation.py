@@ -20,6 +20,7 @@ matched. `mismatches` lists every difference of a row, not only the first.
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from dataclasses import dataclass
@@ -39,7 +40,7 @@ from pipeline.errors import (
 )
 from pipeline.money import MONEY, mul, to_cents
 from pipeline.warehouse import Warehouse, load
-from receiver.params import STATUS_MAP
+from receiver.params import AMOUNT, CLICK_ID, STATUS_MAP, TRANSACTION_ID
 
 OUTCOMES = ("matched", "missing_ours", "missing_theirs", "amount_mismatch", "status_mismatch",
             "currency_mismatch")
@@ -51,6 +52,16 @@ KEY = ["click_id", "transaction_id"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 LATEST = date(9999, 12, 31)  # a statement row without any date converts at the latest rate
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
+# Statement headings that mean our columns, best first: ours, the receiver's parameter
+# aliases (cid, payout, txn, order_id...), then usual export headings. See guess_columns.
+COLUMN_ALIASES = {
+    "click_id": (*CLICK_ID, "click id"),
+    "transaction_id": (*TRANSACTION_ID, "transaction", "order", "order id", "conversion_id"),
+    "status": ("status", "state", "conversion status"),
+    "amount": (*AMOUNT, "revenue", "sale amount", "value"),
+    "currency": ("currency", "currency code", "cur"),
+    "date": ("date", "day", "conversion date", "converted_at", "created_at", "time"),
+}
 
 
 @dataclass
@@ -89,22 +100,54 @@ def _day(value: date | str | None, what: str) -> date | None:
         raise StatementError(f"{what} must be a date YYYY-MM-DD, got {value!r}") from None
 
 
+def _heading_key(text: str) -> str:
+    return re.sub(r"[\s_\-]+", "", text.lstrip("\ufeff").lower())
+
+
+def guess_columns(names: list[str]) -> dict[str, str | None]:
+    """Our column -> the statement heading that most likely means it (None: no such heading).
+
+    Headings match COLUMN_ALIASES ignoring case, spaces, `_` and `-` ("Click ID", "ORDER_ID",
+    "Payout"); the first alias that matches wins, the first of equal headings is taken, and
+    a heading is used for one of our columns at most (in DEFAULT_COLUMNS order).
+    """
+    by_key: dict[str, str] = {}
+    for name in names:
+        by_key.setdefault(_heading_key(name), name)
+    guessed: dict[str, str | None] = {}
+    for ours in DEFAULT_COLUMNS:
+        taken = set(guessed.values())
+        guessed[ours] = next((by_key[k] for k in map(_heading_key, COLUMN_ALIASES[ours])
+                              if k in by_key and by_key[k] not in taken), None)
+    return guessed
+
+
+def read_statement_csv(source: str | os.PathLike[str] | bytes) -> pl.DataFrame:
+    """A statement CSV (a path, or the bytes of an upload) as it is: every cell text, headings
+    trimmed (and a BOM cut). StatementError says why it cannot be read."""
+    where = ""
+    if not isinstance(source, bytes):
+        path = Path(source).expanduser()
+        if not path.is_file():
+            raise StatementError(f"statement file {path} does not exist (no such file)")
+        source, where = path.read_bytes(), f"{path}: "
+    try:
+        raw = pl.read_csv(io.BytesIO(source), infer_schema=False, encoding="utf8-lossy")
+    except Exception as exc:  # polars raises several error types for unreadable CSV
+        raise StatementError(f"{where}cannot read it as CSV: {exc}") from None
+    return raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
+
+
 def read_statement(statement: str | os.PathLike[str] | pl.DataFrame,
                    columns: dict[str, str] | None = None) -> pl.DataFrame:
     """The statement with our column names: click_id, transaction_id, status_raw, status, amount, currency, date."""
     name = "the statement"
     if isinstance(statement, pl.DataFrame):
         raw = statement.select(pl.all().cast(pl.String))
+        raw = raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
     else:
-        path = Path(statement)
-        name = str(path)
-        if not path.exists():
-            raise StatementError(f"statement file {path} does not exist")
-        try:
-            raw = pl.read_csv(path, infer_schema=False, encoding="utf8-lossy")
-        except Exception as exc:  # polars raises several error types for unreadable CSV
-            raise StatementError(f"{path}: cannot read it as CSV: {exc}") from None
-    raw = raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
+        name = str(statement)
+        raw = read_statement_csv(statement)
     mapping = {**DEFAULT_COLUMNS, **(columns or {})}
     unknown = sorted(set(columns or {}) - set(DEFAULT_COLUMNS))
     if unknown:
@@ -291,16 +334,25 @@ def safe_cell(value: Any) -> str | None:
 def write_csv_safe(frame: pl.DataFrame, path: str | os.PathLike[str]) -> Path:
     """Write `frame` as CSV with every cell neutralised against formula injection."""
     path = Path(path)
+    _neutralised(frame).write_csv(path)
+    return path
+
+
+def csv_safe_bytes(frame: pl.DataFrame) -> bytes:
+    """`frame` as write_csv_safe writes it, as UTF-8 bytes (for a download)."""
+    return _neutralised(frame).write_csv().encode("utf-8")
+
+
+def _neutralised(frame: pl.DataFrame) -> pl.DataFrame:
+    """Every cell as text; one that a spreadsheet would run as a formula gets a leading apostrophe."""
     as_text = frame.with_columns(
         *(pl.col(c).list.eval(pl.element().cast(pl.String)).list.join(",") if isinstance(dt, pl.List)
           else pl.col(c).cast(pl.String) for c, dt in frame.schema.items()))
     risky = r"^[=+\-@\t\r]"
-    safe = as_text.with_columns(
+    return as_text.with_columns(
         pl.when(pl.col(c).str.contains(risky) & ~pl.col(c).str.contains(_NUMBER.pattern))
         .then(pl.lit("'") + pl.col(c)).otherwise(pl.col(c)).alias(c)
         for c in as_text.columns)
-    safe.write_csv(path)
-    return path
 
 
 NEVER_RECEIVED = ("never_received", "No request with this click id ever reached us: ask the partner whether "

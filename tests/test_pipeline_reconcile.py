@@ -11,7 +11,7 @@ from pipeline_helpers import T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.errors import StatementError, UnknownPartnerError
-from pipeline.reconciliation import safe_cell
+from pipeline.reconciliation import read_statement, safe_cell
 
 STATEMENT = """click_id,transaction_id,status,amount,currency
 {c1},,approved,100.004,USD
@@ -166,3 +166,34 @@ def test_sample_statement_shows_every_outcome_and_missing_rows_are_explained(tmp
     by_status = totals_by_status(result)
     assert by_status["ours_count"].sum() == result.rows["ours_amount"].is_not_null().sum()
     assert by_status["theirs_count"].sum() == statement.height
+
+
+def test_statement_headings_are_matched_to_our_columns_by_alias():
+    from pipeline.reconciliation import guess_columns
+
+    assert guess_columns(["Click ID", "Order ID", "State", "Payout", "Currency Code", "Day"]) == {
+        "click_id": "Click ID", "transaction_id": "Order ID", "status": "State", "amount": "Payout",
+        "currency": "Currency Code", "date": "Day"}
+    # the receiver's own parameter aliases, any case, spaces, _ or -
+    assert guess_columns(["CID", "txid", "STATUS", "payout", "currency", "converted-at"]) == {
+        "click_id": "CID", "transaction_id": "txid", "status": "STATUS", "amount": "payout",
+        "currency": "currency", "date": "converted-at"}
+    # our own name is preferred to an alias; the first of two equal headings is taken
+    guessed = guess_columns(["payout", "amount", "click_id", "Click_ID", "status", "currency"])
+    assert guessed["amount"] == "amount" and guessed["click_id"] == "click_id"
+    # nothing recognisable: None, and a heading serves one of our columns at most
+    assert guess_columns(["ref", "value"]) == {"click_id": None, "transaction_id": None, "status": None,
+                                                "amount": "value", "currency": None, "date": None}
+    assert list(guess_columns(["\ufeffclick_id"]).values())[0] == "\ufeffclick_id"
+
+
+def test_a_guessed_mapping_reconciles_a_statement_headed_the_partners_way(tmp_path):
+    from pipeline.reconciliation import guess_columns, read_statement_csv
+
+    statement = tmp_path / "s.csv"
+    statement.write_bytes("\ufeffClick ID,Order ID,State,Payout,Currency Code\nc1,o1,paid,1.50,usd\n".encode())
+    raw = read_statement_csv(statement)
+    columns = {ours: theirs for ours, theirs in guess_columns(raw.columns).items() if theirs}
+    frame = read_statement(raw, columns)
+    assert frame.select("click_id", "transaction_id", "status", "currency").row(0) == ("c1", "o1", "approved", "USD")
+    assert read_statement_csv(statement.read_bytes()).columns == raw.columns

@@ -34,3 +34,29 @@ def test_the_story_of_a_click_reads_the_raw_requests(tmp_path):
     assert not click_story(wh, "no-such-id").found
     assert find_clicks(wh, text=cid(1)[-6:])["click_id"].to_list() == [cid(1)]
     assert set(find_clicks(wh, partner="acme")["click_id"]) == {cid(1), cid(2)}
+
+
+def test_support_sees_api_keys_cut_wherever_a_request_carries_one():
+    from pipeline.story import for_support, mask_secrets
+
+    assert mask_secrets("api_key=sp_live_acme&cid=1") == "api_key=sp_l…&cid=1"
+    assert mask_secrets("cid=1&API_KEY=sp_live_acme") == "cid=1&API_KEY=sp_l…"
+    assert mask_secrets("api%5Fkey=sp_live_acme&cid=1") == "api%5Fkey=sp_l…&cid=1"  # percent-encoded name
+    assert mask_secrets("?key=sp_live_acme") == "?key=sp_l…"
+    assert mask_secrets('{"api_key": "cw_adv_51d2", "amount": 1}') == '{"api_key": "cw_a…", "amount": 1}'
+    assert mask_secrets('{"apiKey":"cw_adv_51d2"}') == '{"apiKey":"cw_a…"}'
+    assert mask_secrets("/postback/mlk_live_7f3a9c") == "/postback/mlk_…"  # the publisher's key in the path
+    assert mask_secrets("/postbacks/mlk_live_7f3a9c") == "/postbacks/mlk_…"  # ... on a misspelt path too
+    assert mask_secrets("/postback-old/mlk_live_7f3a9c") == "/postback-old/mlk_…"
+    # a short key shows nothing of itself
+    assert mask_secrets("api_key=abc12&cid=1") == "api_key=…&cid=1"
+    assert mask_secrets("/postback/abcd") == "/postback/…"
+    # what is no key stays as it is: our routes, other parameters, no key, an unfilled macro
+    for same in ("/postback/advertiser", "/api/v1/earn/postback", "/api/postback", "cid=1&status=paid",
+                 "monkey=abcdefghijkl", '{"idempotency_key": "abcdefghijkl"}', "api_key=&cid=1",
+                 "api_key={api_key}&cid=1", "api_key=%7Bapi_key%7D", "", None):
+        assert mask_secrets(same) == same
+
+    frame = pl.DataFrame({"path": ["/postback/mlk_live_7f3a9c"], "query": ["api_key=sp_live_acme"],
+                          "body": [None], "custom_data": ['{"api_key":"sp_live_acme"}'], "seq": [1]})
+    assert for_support(frame).row(0) == ("/postback/mlk_…", "api_key=sp_l…", None, '{"api_key":"sp_l…"}', 1)
