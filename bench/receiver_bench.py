@@ -51,8 +51,11 @@ def ensure_wrk() -> str:
 
 
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(us|ms|s)", text).groups()  # type: ignore[union-attr]
-    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    match = re.match(r"([\d.]+)(us|ms|s|m|h)$", text)
+    if match is None:
+        raise ValueError(f"wrk printed a latency this bench cannot read: {text!r}")
+    value, unit = match.groups()
+    return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}[unit]
 
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int,
@@ -62,6 +65,8 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int,
         capture_output=True, text=True, timeout=seconds + 60, check=True,
         env={**os.environ, **env, "RUN_ID": f"{script.stem}{connections}-{os.urandom(4).hex()}"},
     ).stdout
+    if "Requests/sec:" not in out or "99%" not in out:
+        raise RuntimeError(f"wrk gave no figures for {url}:\n{out[-2000:]}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
     p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
