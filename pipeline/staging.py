@@ -20,6 +20,7 @@ import base64
 import functools
 import logging
 import os
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -180,7 +181,11 @@ def _raw_amount(record: dict[str, Any]) -> str | None:
 
 def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
     """Typed staged frame from raw row tuples (in RAW_SCHEMA column order)."""
-    raw = pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row")
+    return stage_rows_frame(pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row"))
+
+
+def stage_rows_frame(raw: pl.DataFrame) -> pl.DataFrame:
+    """Typed staged frame from a RAW_SCHEMA frame."""
     return raw.with_columns(
         pl.col("received_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
         pl.col("expires_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
@@ -189,7 +194,29 @@ def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
 
 
 def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
-    """One segment's staged rows; bad lines go to `on_bad` (which may raise)."""
+    """One segment's staged rows; bad lines go to `on_bad` (which may raise).
+
+    Lines are checked here (crc32 per line: ~1 us each), then DuckDB parses the intact
+    ones (~20x faster than a Python loop over records). A segment DuckDB cannot read with
+    the log's column types (a record the receiver would never write) is staged by
+    `stage_segment_python`, the reference this fast path must equal.
+    """
+    data = path.read_bytes()
+    line_nos, bad = check_lines(path, data)
+    for item in bad:
+        on_bad(item)
+    try:
+        frame = stage_lines_duckdb(path, None if not bad else _good_bytes(data, line_nos))
+    except Exception as exc:  # noqa: BLE001  (duckdb raises several kinds for unexpected input)
+        log.debug("DuckDB could not stage %s (%s): staging it record by record", path.name, exc)
+        return stage_segment_python(path, lambda item: None)
+    if frame.height != len(line_nos):  # never guess line numbers
+        return stage_segment_python(path, lambda item: None)
+    return frame.with_columns(pl.Series("line_no", line_nos, dtype=pl.Int64))
+
+
+def stage_segment_python(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
+    """One segment's staged rows, record by record in Python (the reference implementation)."""
     rows = []
     for line_no, item in iter_lines(path):
         if isinstance(item, BadLine):
@@ -197,6 +224,111 @@ def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame
         else:
             rows.append(_row(item, path.name, line_no))
     return stage_rows(rows)
+
+
+def check_lines(path: Path, data: bytes) -> tuple[list[int], list[BadLine]]:
+    """(numbers of the intact lines, bad lines) of one segment's bytes, as receiver.log.iter_lines
+    judges them, without parsing the JSON (the writer only ever checksums valid JSON).
+
+    Comparing the canonical `%08x` text of the computed checksum with the line's digits is
+    check_line's digit rule and comparison in one step; a memoryview avoids copying lines.
+    """
+    good: list[int] = []
+    bad: list[BadLine] = []
+    crc32, view, find, size = zlib.crc32, memoryview(data), data.find, len(data)
+    offset, line_no = 0, 0
+    while offset < size:
+        end = find(b"\n", offset)
+        terminated = end != -1
+        if not terminated:
+            end = size
+        line_no += 1
+        if (terminated and end - offset > 20 and data.startswith(b'{"crc32":"', offset)
+                and data[offset + 18:offset + 20] == b'",'
+                and b"%08x" % crc32(view[offset + 20:end], _CRC_OPEN) == data[offset + 10:offset + 18]):
+            good.append(line_no)
+        elif data[offset:end].strip():
+            bad.append(BadLine(path, line_no, offset, not terminated, data[offset:min(end, offset + 120)]))
+        offset = end + 1
+    return good, bad
+
+
+def _good_bytes(data: bytes, line_nos: list[int]) -> bytes:
+    lines = data.split(b"\n")
+    return b"".join(lines[n - 1] + b"\n" for n in line_nos)
+
+
+_CRC_OPEN = zlib.crc32(b"{")  # the checksum covers b"{" + line[20:]: continue from it, no copy
+
+
+def _duckdb_columns() -> str:
+    fields = [f"{name} VARCHAR" for name in FIELD_TEXT] + [f"{name} BOOLEAN" for name in FIELD_BOOL]
+    columns = {**{name: "BIGINT" for name in _TOP_INT}, **{name: "VARCHAR" for name in _TOP_TEXT},
+               "body": "VARCHAR", "body_encoding": "VARCHAR", "custom_data": "JSON",
+               "fields": f"STRUCT({', '.join(fields)})"}
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+
+
+def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
+    """Staged rows (without line_no) of the segment at `path`, or of `data` (its intact lines)
+    when some were bad, parsed by DuckDB with fixed column types (no sniffing) and handed to
+    Polars through a Parquet file (no pyarrow)."""
+    import tempfile
+
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="clickledger-stage-") as tmp:
+        source = path
+        if data is not None:
+            source = Path(tmp) / "lines.ndjson"
+            source.write_bytes(data)
+        quoted = str(source).replace("'", "''")
+        target = Path(tmp) / "rows.parquet"
+        select = ", ".join([*_TOP_INT, *_TOP_TEXT, "custom_data::VARCHAR AS custom_data", "body", "body_encoding",
+                            *(f"fields.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
+        con = duckdb.connect()
+        try:
+            con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
+                        f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+                        "(FORMAT parquet, COMPRESSION uncompressed)")
+        finally:
+            con.close()
+        raw = pl.read_parquet(target)
+    return _finish_raw(raw, path.name)
+
+
+def _finish_raw(raw: pl.DataFrame, segment: str) -> pl.DataFrame:
+    """What _row does per record, column-wise: custom_data as sorted-key JSON, amount_sent."""
+    custom = raw["custom_data"]
+    texts = custom.drop_nulls().unique().to_list()
+    normal = {t: _json(orjson.loads(t)) for t in texts}  # few distinct values: orjson per distinct
+    raw = raw.with_columns(
+        custom.replace_strict(list(normal), list(normal.values()), default=None, return_dtype=pl.String),
+        pl.lit(segment).alias("segment"),
+        pl.lit(None, dtype=pl.Int64).alias("line_no"),
+        _amount_sent(raw),
+    )
+    return stage_rows_frame(raw.select(list(RAW_SCHEMA)))
+
+
+def _amount_sent(raw: pl.DataFrame) -> pl.Series:
+    """amount_sent for every row: by the amount text, and for a zero amount by the raw request."""
+    amounts = raw["amount"].drop_nulls().unique().to_list()
+    zero = {a: _is_zero(a) for a in amounts}
+    is_postback = raw["kind"] == "postback"
+    zero_col = raw["amount"].replace_strict(list(zero), list(zero.values()), default=None,
+                                            return_dtype=pl.Boolean)
+    sent = pl.when(is_postback & raw["amount"].is_not_null()).then(~zero_col).otherwise(None)
+    out = raw.select(sent.alias("amount_sent"))["amount_sent"]
+    ask = raw.with_row_index("_i").filter(is_postback & zero_col.fill_null(False))
+    if ask.height:
+        values = out.to_list()
+        for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect").iter_rows():
+            record = {"query": row[1], "body": row[2], "body_encoding": row[3], "content_type": row[4],
+                      "fields": {"dialect": row[5]}}
+            values[row[0]] = _raw_amount(record) is not None
+        out = pl.Series("amount_sent", values, dtype=pl.Boolean)
+    return out
 
 
 def empty_events() -> pl.DataFrame:
