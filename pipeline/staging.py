@@ -82,12 +82,26 @@ STAGED_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass
 class StagedLog:
-    """All staged rows in seq order, and what reading the log found on the way."""
+    """All staged rows, and what reading the log found on the way.
 
-    events: pl.DataFrame
+    `rows` is lazy (over the per-segment Parquet cache when there is one), so a run reads
+    only the rows and columns each table needs: ten million events with every column
+    would not fit in memory. `events` collects them all, in seq order.
+    """
+
+    rows: pl.LazyFrame
     segments: list[Path] = field(default_factory=list)
     skipped: list[BadLine] = field(default_factory=list)
     cached: int = 0  # segments read from the staging cache
+
+    @functools.cached_property
+    def events(self) -> pl.DataFrame:
+        return self.rows.collect().sort("seq", maintain_order=True)
+
+    def select(self, columns: list[str], kinds: tuple[str, ...] | None = None) -> pl.DataFrame:
+        """These columns of the rows of these kinds (all rows when None), in seq order."""
+        rows = self.rows if kinds is None else self.rows.filter(pl.col("kind").is_in(list(kinds)))
+        return rows.select(columns).collect().sort("seq", maintain_order=True)
 
     @property
     def torn(self) -> list[BadLine]:
@@ -362,8 +376,8 @@ def stage_log(
     skipped and reported in `StagedLog.skipped`.
     """
     paths = segment_paths(log_dir)
-    staged = StagedLog(empty_events(), paths)
-    frames: list[pl.DataFrame] = []
+    staged = StagedLog(empty_events().lazy(), paths)
+    frames: list[pl.LazyFrame] = []
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
     for index, path in enumerate(paths, start=1):
@@ -371,24 +385,26 @@ def stage_log(
             progress(index, len(paths), path)
         cached = cache_dir / _cache_name(path) if cache_dir is not None else None
         if cached is not None and cached.exists():
-            frames.append(pl.read_parquet(cached))
+            frames.append(pl.scan_parquet(cached))
             staged.cached += 1
             continue
         bad_here: list[BadLine] = []
         frame = stage_segment(path, functools.partial(_on_bad, skip_corrupt=skip_corrupt, seen=bad_here))
         staged.skipped.extend(bad_here)
-        frames.append(frame)
         if cached is not None and not bad_here:
             for old in cache_dir.glob(f"{path.stem}.*.parquet"):
                 old.unlink(missing_ok=True)
             tmp = cached.with_suffix(".tmp")
             frame.write_parquet(tmp)
             os.replace(tmp, cached)
+            frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
+        else:
+            frames.append(frame.lazy())
     if cache_dir is not None:  # forget caches of segments that no longer exist
         names = {p.stem for p in paths}
         for old in cache_dir.glob("segment-*.parquet"):
             if old.name.split(".")[0] not in names:
                 old.unlink(missing_ok=True)
     if frames:
-        staged.events = pl.concat(frames, how="vertical").sort("seq", maintain_order=True)
+        staged.rows = pl.concat(frames, how="vertical")
     return staged
