@@ -22,6 +22,7 @@ import logging
 import os
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -46,6 +47,7 @@ from receiver.params import (
 log = logging.getLogger("clickledger.pipeline")
 
 STAGING_VERSION = 2  # 2: amount_sent
+STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -215,18 +217,24 @@ def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame
     the log's column types (a record the receiver would never write) is staged by
     `stage_segment_python`, the reference this fast path must equal.
     """
-    data = path.read_bytes()
-    line_nos, bad = check_lines(path, data)
+    frame, bad = _stage_checked(path)
     for item in bad:
         on_bad(item)
+    return frame
+
+
+def _stage_checked(path: Path) -> tuple[pl.DataFrame, list[BadLine]]:
+    """(staged rows, bad lines) of one segment; safe to run in a thread (reports nothing)."""
+    data = path.read_bytes()
+    line_nos, bad = check_lines(path, data)
     try:
         frame = stage_lines_duckdb(path, None if not bad else _good_bytes(data, line_nos))
     except Exception as exc:  # noqa: BLE001  (duckdb raises several kinds for unexpected input)
         log.debug("DuckDB could not stage %s (%s): staging it record by record", path.name, exc)
-        return stage_segment_python(path, lambda item: None)
+        return stage_segment_python(path, lambda item: None), bad
     if frame.height != len(line_nos):  # never guess line numbers
-        return stage_segment_python(path, lambda item: None)
-    return frame.with_columns(pl.Series("line_no", line_nos, dtype=pl.Int64))
+        return stage_segment_python(path, lambda item: None), bad
+    return frame.with_columns(pl.Series("line_no", line_nos, dtype=pl.Int64)), bad
 
 
 def stage_segment_python(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
@@ -300,7 +308,9 @@ def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
         target = Path(tmp) / "rows.parquet"
         select = ", ".join([*_TOP_INT, *_TOP_TEXT, "custom_data::VARCHAR AS custom_data", "body", "body_encoding",
                             *(f"fields.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
-        con = duckdb.connect()
+        # one thread: a single NDJSON file does not parse faster with two, and stage_log
+        # already stages two segments at once
+        con = duckdb.connect(config={"threads": 1})
         try:
             con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
                         f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
@@ -380,26 +390,45 @@ def stage_log(
     frames: list[pl.LazyFrame] = []
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(paths, start=1):
-        if progress is not None:
-            progress(index, len(paths), path)
-        cached = cache_dir / _cache_name(path) if cache_dir is not None else None
-        if cached is not None and cached.exists():
-            frames.append(pl.scan_parquet(cached))
-            staged.cached += 1
-            continue
-        bad_here: list[BadLine] = []
-        frame = stage_segment(path, functools.partial(_on_bad, skip_corrupt=skip_corrupt, seen=bad_here))
-        staged.skipped.extend(bad_here)
-        if cached is not None and not bad_here:
-            for old in cache_dir.glob(f"{path.stem}.*.parquet"):
-                old.unlink(missing_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            frame.write_parquet(tmp)
-            os.replace(tmp, cached)
-            frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
-        else:
-            frames.append(frame.lazy())
+    # Two segments are staged at once: DuckDB and Polars release the GIL, so the crc check
+    # of one overlaps the parsing of the other. Results are taken in segment order, so
+    # warnings, errors and the cache are as in a one-by-one run.
+    with ThreadPoolExecutor(max_workers=STAGING_THREADS, thread_name_prefix="staging") as pool:
+        ahead: dict[int, Future[tuple[pl.DataFrame, list[BadLine]]]] = {}
+        todo = [(i, path) for i, path in enumerate(paths)
+                if cache_dir is None or not (cache_dir / _cache_name(path)).exists()]
+        queue, staging = iter(todo), {i for i, _ in todo}
+
+        def submit_next() -> None:
+            item = next(queue, None)
+            if item is not None:
+                ahead[item[0]] = pool.submit(_stage_checked, item[1])
+
+        for _ in range(STAGING_THREADS):
+            submit_next()
+        for index, path in enumerate(paths, start=1):
+            if progress is not None:
+                progress(index, len(paths), path)
+            cached = cache_dir / _cache_name(path) if cache_dir is not None else None
+            if index - 1 not in staging:
+                frames.append(pl.scan_parquet(cached))
+                staged.cached += 1
+                continue
+            frame, bad = ahead.pop(index - 1).result()
+            submit_next()
+            bad_here: list[BadLine] = []
+            for item in bad:
+                _on_bad(item, skip_corrupt=skip_corrupt, seen=bad_here)
+            staged.skipped.extend(bad_here)
+            if cached is not None and not bad_here:
+                for old in cache_dir.glob(f"{path.stem}.*.parquet"):
+                    old.unlink(missing_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                frame.write_parquet(tmp)
+                os.replace(tmp, cached)
+                frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
+            else:
+                frames.append(frame.lazy())
     if cache_dir is not None:  # forget caches of segments that no longer exist
         names = {p.stem for p in paths}
         for old in cache_dir.glob("segment-*.parquet"):
