@@ -30,7 +30,7 @@ def _simulate(args: argparse.Namespace) -> int:
         from receiver.offline import generate_log
 
         try:
-            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append)
+            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix)
         except FileExistsError as exc:
             print(f"clickledger simulate: {exc}", file=sys.stderr)
             return 2
@@ -92,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="with --offline: the data directory to create or extend")
     p.add_argument("--append", action="store_true",
                    help="with --offline: continue an existing log in a new segment, as a restarted receiver")
+    p.add_argument("--mix", choices=("all", "earn"), default="all",
+                   help="with --offline: all traffic, or only the earn app's (for the credit job)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory whose config.toml to use")
     p.add_argument("--clicks", type=int, default=500)
     p.add_argument("--seed", type=int, default=1)

@@ -206,9 +206,26 @@ def _garbles(records: list[dict], click_ids: set[str]) -> dict[str, tuple[str, s
     return out
 
 
-def compile_template(lines: list[bytes], *, click_share: float = CLICK_SHARE, seed: int = 1) -> _Template:
+MIXES = ("all", "earn")
+
+
+def _in_mix(record: dict, mix: str) -> bool:
+    """Whether a record belongs to the traffic of `mix`: "earn" keeps the earn app's clicks,
+    tracks and postbacks (and wrong-path postbacks meant for it) and drops every partner
+    link's; the receiver answers each earn request the same without the others."""
+    if mix == "all":
+        return True
+    path, route = str(record.get("path") or ""), str(record.get("route") or "")
+    return "earn" in route or (record.get("kind") in ("unrouted", "health") and "earn" in path) or (
+        record.get("kind") == "health")
+
+
+def compile_template(lines: list[bytes], *, click_share: float = CLICK_SHARE, seed: int = 1,
+                     mix: str = "all") -> _Template:
     """Slots for every variable part of the captured lines, plus the copies of clicks."""
     records = [orjson.loads(line) for line in lines]
+    kept = [(line, r) for line, r in zip(lines, records, strict=True) if _in_mix(r, mix)]
+    lines, records = [line for line, _ in kept], [r for _, r in kept]
     click_ids = {r["fields"]["click_id"] for r in records
                  if r.get("kind") == "click" and r.get("result") == "click"}
     garbles = _garbles(records, click_ids)
@@ -374,13 +391,16 @@ def template_clicks(events: int) -> int:
 
 def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
                  clicks_per_day: int | None = None, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
-                 ) -> OfflineSummary:
+                 mix: str = "all") -> OfflineSummary:
     """Write `events` records as log segments of `out`/log (plus config.toml and fx_rates.csv).
 
     A fresh directory gets the demo network's config. `append=True` continues an existing
     log as a restarted receiver would: a new segment, seq and days carrying on. The same
-    arguments give byte-identical files.
+    arguments give byte-identical files. `mix="earn"` writes only the earn app's traffic
+    (an earn-heavy log, for the wallet credit job).
     """
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {', '.join(MIXES)}")
     from receiver.demo import write_demo_config, write_fx_rates
 
     started = time.perf_counter()
@@ -395,7 +415,9 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
     first_day = (last_day - FIRST_DAY).days + 1 if last_day is not None else 0
     per_day = clicks_per_day or template_clicks(events)
     templates = [compile_template(capture_day(out, clicks=per_day, seed=seed * 1000 + t, day=FIRST_DAY),
-                                  seed=seed * 1000 + t)
+                                  seed=seed * 1000 + t, mix=mix,
+                                  # an earn-heavy log is for crediting: no never-converting clicks
+                                  click_share=CLICK_SHARE if mix == "all" else 0.0)
                  for t in range(TEMPLATES)]
     # seeded by what came before too, so an appended part never repeats the ids of the first
     rng = random.Random(f"{seed}:{last_seq}")
