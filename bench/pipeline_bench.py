@@ -34,7 +34,8 @@ def _child(code: str, *args: str) -> list[str]:
     return [PY, "-c", code, *args]
 
 
-FLOOR = ("import sys, duckdb; print(duckdb.sql(\"select count(*) from read_ndjson('\" + sys.argv[1] + "
+FLOOR = ("import sys, duckdb; con = duckdb.connect(config={'enable_progress_bar': False}); "
+         "print(con.sql(\"select count(*) from read_ndjson('\" + sys.argv[1] + "
          "\"/log/segment-*.ndjson')\").fetchall()[0][0])")
 GENERATE = ("import sys; from pathlib import Path; from receiver.offline import generate_log; "
             "s = generate_log(Path(sys.argv[1]), int(sys.argv[2]), seed=int(sys.argv[3]), "
