@@ -34,7 +34,7 @@ def _child(code: str, *args: str) -> list[str]:
     return [PY, "-c", code, *args]
 
 
-FLOOR = ("import sys, duckdb; con = duckdb.connect(config={'enable_progress_bar': False}); "
+FLOOR = ("import sys, duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); "
          "print(con.sql(\"select count(*) from read_ndjson('\" + sys.argv[1] + "
          "\"/log/segment-*.ndjson')\").fetchall()[0][0])")
 GENERATE = ("import sys; from pathlib import Path; from receiver.offline import generate_log; "
