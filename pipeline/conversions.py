@@ -37,9 +37,17 @@ STATUS_RANK = {"pending": 0, "approved": 1, "rejected": 2, "test": 3}
 UPDATE_STATUSES = ("approved", "rejected")
 
 
-def check_consistency(events: pl.DataFrame) -> list[InconsistentEvent]:
-    """Every disagreement between the receiver's answers and what the conversions can be built from."""
-    pb = events.filter((pl.col("kind") == "postback") & pl.col("result").is_in(["recorded", "duplicate"]))
+CONSISTENCY_COLUMNS = ["seq", "event_id", "click_id", "transaction_id", "result", "segment", "line_no", "amount",
+                       "commission", "status", "kind"]
+
+
+def check_consistency(events: pl.DataFrame | pl.LazyFrame) -> list[InconsistentEvent]:
+    """Every disagreement between the receiver's answers and what the conversions can be built from.
+
+    Lazy input is read column-wise: only seq over all rows, then the few rows involved.
+    """
+    rows = events.lazy().select(CONSISTENCY_COLUMNS)
+    pb = rows.filter((pl.col("kind") == "postback") & pl.col("result").is_in(["recorded", "duplicate"])).collect().sort("seq", maintain_order=True)
     problems: list[InconsistentEvent] = []
 
     def add(frame: pl.DataFrame, problem) -> None:
@@ -48,7 +56,8 @@ def check_consistency(events: pl.DataFrame) -> list[InconsistentEvent]:
             problems.append(InconsistentEvent(r["seq"], r["event_id"], r["click_id"], r["transaction_id"],
                                               r["result"], text, r["segment"], r["line_no"]))
 
-    dup_seq = events.filter(pl.col("seq").is_duplicated())
+    repeated = rows.select("seq").filter(pl.col("seq").is_duplicated()).collect()["seq"].unique()
+    dup_seq = rows.filter(pl.col("seq").is_in(repeated.to_list())).collect().sort("seq", maintain_order=True)
     add(dup_seq, "its seq is not unique in the log")
     add(pb.filter(pl.col("click_id").is_null() | pl.col("transaction_id").is_null()),
         "an accepted postback without click_id or transaction_id")

@@ -23,7 +23,7 @@ import re
 import polars as pl
 
 from pipeline.conversions import duplicate_conflicts, status_steps
-from pipeline.nearest import NearestClickIndex
+from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
 from receiver.params import looks_like_macro
 
@@ -127,9 +127,12 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
     not_found = refused.filter(pl.col("error") == "click_not_found")
     nearest_rows: list[tuple[str, str, str | None]] = []
     if not not_found.is_empty():
-        index = NearestClickIndex(clicks["click_id"].to_list())
+        # classify each distinct sent id once, against an index of only the clicks it can reach
+        sent = not_found["click_id"].unique().to_list()
+        index = index_for(clicks["click_id"], [s for s in sent if s and s.strip() and not looks_like_macro(s)])
+        verdicts = {s: classify_click_id(s, index) for s in sent}
         for event_id, click_id in not_found.select("event_id", "click_id").iter_rows():
-            reason, nearest = classify_click_id(click_id, index)
+            reason, nearest = verdicts[click_id]
             nearest_rows.append((event_id, reason, nearest))
     nearest = pl.DataFrame(nearest_rows, schema={"event_id": pl.String, "nf_reason": pl.String,
                                                   "nearest_click_id": pl.String}, orient="row")

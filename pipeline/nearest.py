@@ -20,6 +20,8 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable
 
+import polars as pl
+
 MAX_DISTANCE = 2
 MIN_AFFIX = 8
 UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -127,3 +129,58 @@ class NearestClickIndex:
         scored = [(levenshtein(q, k), k) for k in candidates]
         scored = [s for s in scored if s[0] <= MAX_DISTANCE]
         return self.original[min(scored)[1]] if scored else None
+
+
+def index_for(click_ids: pl.Series, sent: Iterable[str]) -> NearestClickIndex:
+    """A NearestClickIndex over only the known ids that `find` can reach for these sent ids.
+
+    `find` looks at the exact id, the ids inside the text, the sorted neighbours of the
+    sent id (forward and reversed) and the ids sharing a third with it; nothing else. An
+    index over just those (found with vectorised Polars searches and joins) therefore
+    answers exactly as one over all clicks, without a Python loop over millions of them.
+    """
+    queries = sorted({s.strip().lower() for s in sent if s and s.strip()})
+    keys = pl.DataFrame({"original": click_ids.drop_nulls()}).with_columns(
+        pl.col("original").str.to_lowercase().alias("key"))
+    if not queries or keys.is_empty():
+        return NearestClickIndex([])
+    q = pl.Series("q", queries, dtype=pl.String)
+    picked: list[pl.Series] = [q, q.str.extract_all(UUID_IN_TEXT.pattern).explode().drop_nulls()]
+    for forward in (keys["key"].unique().sort(), keys["key"].str.reverse().unique().sort()):
+        probe = q if len(picked) == 2 else q.str.reverse()
+        last = len(forward) - 1
+        left = forward.search_sorted(probe, side="left")
+        right = forward.search_sorted(probe, side="right") - 1
+        spots = pl.concat([left, left + 1, right]).cast(pl.Int64).clip(0, last).unique()
+        found = forward.gather(spots)
+        picked.append(found if len(picked) == 2 else found.str.reverse())
+    picked.append(_third_candidates(keys["key"], queries))
+    wanted = pl.concat([s.rename("key").cast(pl.String) for s in picked]).unique()
+    subset = keys.join(wanted.to_frame(), on="key", how="semi")
+    return NearestClickIndex(subset["original"].to_list())
+
+
+def _third_candidates(keys: pl.Series, queries: list[str]) -> pl.Series:
+    """Known ids sharing an anchored third with a sent id, as NearestClickIndex.find probes them."""
+    probes: set[tuple[str, int, str]] = set()
+    for q in queries:
+        m = len(q)
+        for n in range(max(6, m - MAX_DISTANCE), m + MAX_DISTANCE + 1):
+            i, j = _thirds(n)
+            probes.add(("a", n, q[:i]))
+            probes.add(("c", n, q[m - (n - j):] if n - j <= m else ""))
+            for shift in range(-MAX_DISTANCE, MAX_DISTANCE + 1):
+                if i + shift >= 0:
+                    probes.add(("b", n, q[i + shift:j + shift]))
+    probe = pl.DataFrame(list(probes), schema={"part_kind": pl.String, "n": pl.Int64, "part": pl.String},
+                         orient="row")
+    frame = pl.DataFrame({"key": keys}).with_columns(pl.col("key").str.len_chars().cast(pl.Int64).alias("n"))
+    frame = frame.filter(pl.col("n") >= 6).with_columns((pl.col("n") // 3).alias("i"),
+                                                        (2 * pl.col("n") // 3).alias("j"))
+    parts = pl.concat([
+        frame.select("key", "n", pl.lit("a").alias("part_kind"), pl.col("key").str.slice(0, pl.col("i")).alias("part")),
+        frame.select("key", "n", pl.lit("b").alias("part_kind"),
+                     pl.col("key").str.slice(pl.col("i"), pl.col("j") - pl.col("i")).alias("part")),
+        frame.select("key", "n", pl.lit("c").alias("part_kind"), pl.col("key").str.slice(pl.col("j")).alias("part")),
+    ])
+    return parts.join(probe, on=["part_kind", "n", "part"], how="semi")["key"]

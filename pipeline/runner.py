@@ -27,7 +27,7 @@ from pipeline.errors import PipelineConfigError, PipelineConsistencyError, Pipel
 from pipeline.events import build_clicks, build_postbacks
 from pipeline.fx import read_fx_rates
 from pipeline.issues import build_issues
-from pipeline.staging import StagedLog, stage_log
+from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
 from pipeline.wallet import CreditReport, build_wallet_tables, credit_batch
 from pipeline.warehouse import Warehouse, warehouse_dir, write_tables
 from receiver.config import Config, ConfigError, load_config
@@ -101,6 +101,23 @@ class RunSummary:
         return "\n".join(lines)
 
 
+CLICK_COLUMNS = ["kind", "result", "click_id", "seq", "offer_currency", "revenue_share_percent",
+                 "revenue_share_fixed", "offer_id", "received_at", "source", "user_id", "slug", "product_id",
+                 "partner_id", "affiliate_id", "remote_addr", "forwarded_for", "user_agent", "referer", "expires_at",
+                 "custom_data", "task_url", "redirect_url", "event_id"]
+
+
+def _postback_columns() -> list[str]:
+    wanted = {*schemas.polars_schema("postbacks"), "key_partner_id", "error", "kind", "result", "partner_id", "seq"}
+    return [c for c in STAGED_SCHEMA if c in wanted]
+
+
+def _issue_columns() -> list[str]:
+    wanted = {*schemas.polars_schema("postback_issues"), "event_id", "kind", "path", "remote_addr", "forwarded_for",
+              "partner_id", "key_partner_id", "result", "error", "click_id", "seq"}
+    return [c for c in STAGED_SCHEMA if c in wanted]
+
+
 def load_pipeline_config(data_dir: Path) -> Config:
     try:
         return load_config(Path(data_dir) / "config.toml")
@@ -119,19 +136,21 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         log.warning("%s not found: conversions outside %s will not count", fx_path, config.base_currency)
     cache = warehouse_dir(data_dir) / "staging" if use_cache else None
     staged: StagedLog = stage_log(data_dir / "log", cache_dir=cache, skip_corrupt=skip_corrupt, progress=progress)
-    events = staged.events
-    problems = check_consistency(events)
+    problems = check_consistency(staged.rows)
     if problems:
         raise PipelineConsistencyError(problems)
-    clicks = schemas.validate("clicks", build_clicks(events, config))
-    postbacks = schemas.validate("postbacks", build_postbacks(events))
+    # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
+    clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
+    postbacks = schemas.validate("postbacks", build_postbacks(staged.select(_postback_columns(), ("postback",))))
     conversions = schemas.validate(
         "conversions", build_conversions(postbacks, clicks, rates, config.base_currency))
     recorded = postbacks.filter(pl.col("result") == "recorded").height
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
     earnings = schemas.validate("earnings", build_earnings(conversions))
-    issues = schemas.validate("postback_issues", build_issues(events, postbacks, clicks, conversions))
+    issue_events = staged.select(_issue_columns(), ("postback", "unrouted"))
+    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions))
+    del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
     tables = {
         "clicks": clicks,
@@ -149,7 +168,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         base_currency=config.base_currency,
         segments=len(staged.segments),
         cached_segments=staged.cached,
-        events=events.height,
+        events=staged.rows.select(pl.len()).collect().item(),
         skipped=list(staged.skipped),
         clicks=clicks.height,
         postbacks=postbacks.height,

@@ -20,7 +20,9 @@ import base64
 import functools
 import logging
 import os
+import zlib
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -45,6 +47,7 @@ from receiver.params import (
 log = logging.getLogger("clickledger.pipeline")
 
 STAGING_VERSION = 2  # 2: amount_sent
+STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
@@ -81,12 +84,26 @@ STAGED_SCHEMA: dict[str, pl.DataType] = {
 
 @dataclass
 class StagedLog:
-    """All staged rows in seq order, and what reading the log found on the way."""
+    """All staged rows, and what reading the log found on the way.
 
-    events: pl.DataFrame
+    `rows` is lazy (over the per-segment Parquet cache when there is one), so a run reads
+    only the rows and columns each table needs: ten million events with every column
+    would not fit in memory. `events` collects them all, in seq order.
+    """
+
+    rows: pl.LazyFrame
     segments: list[Path] = field(default_factory=list)
     skipped: list[BadLine] = field(default_factory=list)
     cached: int = 0  # segments read from the staging cache
+
+    @functools.cached_property
+    def events(self) -> pl.DataFrame:
+        return self.rows.collect().sort("seq", maintain_order=True)
+
+    def select(self, columns: list[str], kinds: tuple[str, ...] | None = None) -> pl.DataFrame:
+        """These columns of the rows of these kinds (all rows when None), in seq order."""
+        rows = self.rows if kinds is None else self.rows.filter(pl.col("kind").is_in(list(kinds)))
+        return rows.select(columns).collect().sort("seq", maintain_order=True)
 
     @property
     def torn(self) -> list[BadLine]:
@@ -180,7 +197,11 @@ def _raw_amount(record: dict[str, Any]) -> str | None:
 
 def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
     """Typed staged frame from raw row tuples (in RAW_SCHEMA column order)."""
-    raw = pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row")
+    return stage_rows_frame(pl.DataFrame(rows, schema=RAW_SCHEMA, orient="row"))
+
+
+def stage_rows_frame(raw: pl.DataFrame) -> pl.DataFrame:
+    """Typed staged frame from a RAW_SCHEMA frame."""
     return raw.with_columns(
         pl.col("received_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
         pl.col("expires_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
@@ -189,7 +210,35 @@ def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
 
 
 def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
-    """One segment's staged rows; bad lines go to `on_bad` (which may raise)."""
+    """One segment's staged rows; bad lines go to `on_bad` (which may raise).
+
+    Lines are checked here (crc32 per line: ~1 us each), then DuckDB parses the intact
+    ones (~20x faster than a Python loop over records). A segment DuckDB cannot read with
+    the log's column types (a record the receiver would never write) is staged by
+    `stage_segment_python`, the reference this fast path must equal.
+    """
+    frame, bad = _stage_checked(path)
+    for item in bad:
+        on_bad(item)
+    return frame
+
+
+def _stage_checked(path: Path) -> tuple[pl.DataFrame, list[BadLine]]:
+    """(staged rows, bad lines) of one segment; safe to run in a thread (reports nothing)."""
+    data = path.read_bytes()
+    line_nos, bad = check_lines(path, data)
+    try:
+        frame = stage_lines_duckdb(path, None if not bad else _good_bytes(data, line_nos))
+    except Exception as exc:  # noqa: BLE001  (duckdb raises several kinds for unexpected input)
+        log.debug("DuckDB could not stage %s (%s): staging it record by record", path.name, exc)
+        return stage_segment_python(path, lambda item: None), bad
+    if frame.height != len(line_nos):  # never guess line numbers
+        return stage_segment_python(path, lambda item: None), bad
+    return frame.with_columns(pl.Series("line_no", line_nos, dtype=pl.Int64)), bad
+
+
+def stage_segment_python(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame:
+    """One segment's staged rows, record by record in Python (the reference implementation)."""
     rows = []
     for line_no, item in iter_lines(path):
         if isinstance(item, BadLine):
@@ -197,6 +246,113 @@ def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame
         else:
             rows.append(_row(item, path.name, line_no))
     return stage_rows(rows)
+
+
+def check_lines(path: Path, data: bytes) -> tuple[list[int], list[BadLine]]:
+    """(numbers of the intact lines, bad lines) of one segment's bytes, as receiver.log.iter_lines
+    judges them, without parsing the JSON (the writer only ever checksums valid JSON).
+
+    Comparing the canonical `%08x` text of the computed checksum with the line's digits is
+    check_line's digit rule and comparison in one step; a memoryview avoids copying lines.
+    """
+    good: list[int] = []
+    bad: list[BadLine] = []
+    crc32, view, find, size = zlib.crc32, memoryview(data), data.find, len(data)
+    offset, line_no = 0, 0
+    while offset < size:
+        end = find(b"\n", offset)
+        terminated = end != -1
+        if not terminated:
+            end = size
+        line_no += 1
+        if (terminated and end - offset > 20 and data.startswith(b'{"crc32":"', offset)
+                and data[offset + 18:offset + 20] == b'",'
+                and b"%08x" % crc32(view[offset + 20:end], _CRC_OPEN) == data[offset + 10:offset + 18]):
+            good.append(line_no)
+        elif data[offset:end].strip():
+            bad.append(BadLine(path, line_no, offset, not terminated, data[offset:min(end, offset + 120)]))
+        offset = end + 1
+    return good, bad
+
+
+def _good_bytes(data: bytes, line_nos: list[int]) -> bytes:
+    lines = data.split(b"\n")
+    return b"".join(lines[n - 1] + b"\n" for n in line_nos)
+
+
+_CRC_OPEN = zlib.crc32(b"{")  # the checksum covers b"{" + line[20:]: continue from it, no copy
+
+
+def _duckdb_columns() -> str:
+    fields = [f"{name} VARCHAR" for name in FIELD_TEXT] + [f"{name} BOOLEAN" for name in FIELD_BOOL]
+    columns = {**{name: "BIGINT" for name in _TOP_INT}, **{name: "VARCHAR" for name in _TOP_TEXT},
+               "body": "VARCHAR", "body_encoding": "VARCHAR", "custom_data": "JSON",
+               "fields": f"STRUCT({', '.join(fields)})"}
+    return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
+
+
+def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
+    """Staged rows (without line_no) of the segment at `path`, or of `data` (its intact lines)
+    when some were bad, parsed by DuckDB with fixed column types (no sniffing) and handed to
+    Polars through a Parquet file (no pyarrow)."""
+    import tempfile
+
+    import duckdb
+
+    with tempfile.TemporaryDirectory(prefix="clickledger-stage-") as tmp:
+        source = path
+        if data is not None:
+            source = Path(tmp) / "lines.ndjson"
+            source.write_bytes(data)
+        quoted = str(source).replace("'", "''")
+        target = Path(tmp) / "rows.parquet"
+        select = ", ".join([*_TOP_INT, *_TOP_TEXT, "custom_data::VARCHAR AS custom_data", "body", "body_encoding",
+                            *(f"fields.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
+        # one thread: a single NDJSON file does not parse faster with two, and stage_log
+        # already stages two segments at once
+        con = duckdb.connect(config={"threads": 1})
+        try:
+            con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
+                        f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
+                        "(FORMAT parquet, COMPRESSION uncompressed)")
+        finally:
+            con.close()
+        raw = pl.read_parquet(target)
+    return _finish_raw(raw, path.name)
+
+
+def _finish_raw(raw: pl.DataFrame, segment: str) -> pl.DataFrame:
+    """What _row does per record, column-wise: custom_data as sorted-key JSON, amount_sent."""
+    custom = raw["custom_data"]
+    texts = custom.drop_nulls().unique().to_list()
+    normal = {t: _json(orjson.loads(t)) for t in texts}  # few distinct values: orjson per distinct
+    raw = raw.with_columns(
+        custom.replace_strict(list(normal), list(normal.values()), default=None, return_dtype=pl.String),
+        pl.lit(segment).alias("segment"),
+        pl.lit(None, dtype=pl.Int64).alias("line_no"),
+        _amount_sent(raw),
+    )
+    return stage_rows_frame(raw.select(list(RAW_SCHEMA)))
+
+
+def _amount_sent(raw: pl.DataFrame) -> pl.Series:
+    """amount_sent for every row: by the amount text, and for a zero amount by the raw request."""
+    amounts = raw["amount"].drop_nulls().unique().to_list()
+    zero = {a: _is_zero(a) for a in amounts}
+    is_postback = raw["kind"] == "postback"
+    zero_col = raw["amount"].replace_strict(list(zero), list(zero.values()), default=None,
+                                            return_dtype=pl.Boolean)
+    sent = pl.when(is_postback & raw["amount"].is_not_null()).then(~zero_col).otherwise(None)
+    out = raw.select(sent.alias("amount_sent"))["amount_sent"]
+    ask = raw.with_row_index("_i").filter(is_postback & zero_col.fill_null(False))
+    if ask.height:
+        values = out.to_list()
+        for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect").iter_rows():
+            record = {"query": row[1], "body": row[2], "body_encoding": row[3], "content_type": row[4],
+                      "fields": {"dialect": row[5]}}
+            values[row[0]] = _raw_amount(record) is not None
+        out = pl.Series("amount_sent", values, dtype=pl.Boolean)
+    return out
 
 
 def empty_events() -> pl.DataFrame:
@@ -230,33 +386,54 @@ def stage_log(
     skipped and reported in `StagedLog.skipped`.
     """
     paths = segment_paths(log_dir)
-    staged = StagedLog(empty_events(), paths)
-    frames: list[pl.DataFrame] = []
+    staged = StagedLog(empty_events().lazy(), paths)
+    frames: list[pl.LazyFrame] = []
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-    for index, path in enumerate(paths, start=1):
-        if progress is not None:
-            progress(index, len(paths), path)
-        cached = cache_dir / _cache_name(path) if cache_dir is not None else None
-        if cached is not None and cached.exists():
-            frames.append(pl.read_parquet(cached))
-            staged.cached += 1
-            continue
-        bad_here: list[BadLine] = []
-        frame = stage_segment(path, functools.partial(_on_bad, skip_corrupt=skip_corrupt, seen=bad_here))
-        staged.skipped.extend(bad_here)
-        frames.append(frame)
-        if cached is not None and not bad_here:
-            for old in cache_dir.glob(f"{path.stem}.*.parquet"):
-                old.unlink(missing_ok=True)
-            tmp = cached.with_suffix(".tmp")
-            frame.write_parquet(tmp)
-            os.replace(tmp, cached)
+    # Two segments are staged at once: DuckDB and Polars release the GIL, so the crc check
+    # of one overlaps the parsing of the other. Results are taken in segment order, so
+    # warnings, errors and the cache are as in a one-by-one run.
+    with ThreadPoolExecutor(max_workers=STAGING_THREADS, thread_name_prefix="staging") as pool:
+        ahead: dict[int, Future[tuple[pl.DataFrame, list[BadLine]]]] = {}
+        todo = [(i, path) for i, path in enumerate(paths)
+                if cache_dir is None or not (cache_dir / _cache_name(path)).exists()]
+        queue, staging = iter(todo), {i for i, _ in todo}
+
+        def submit_next() -> None:
+            item = next(queue, None)
+            if item is not None:
+                ahead[item[0]] = pool.submit(_stage_checked, item[1])
+
+        for _ in range(STAGING_THREADS):
+            submit_next()
+        for index, path in enumerate(paths, start=1):
+            if progress is not None:
+                progress(index, len(paths), path)
+            cached = cache_dir / _cache_name(path) if cache_dir is not None else None
+            if index - 1 not in staging:
+                frames.append(pl.scan_parquet(cached))
+                staged.cached += 1
+                continue
+            frame, bad = ahead.pop(index - 1).result()
+            submit_next()
+            bad_here: list[BadLine] = []
+            for item in bad:
+                _on_bad(item, skip_corrupt=skip_corrupt, seen=bad_here)
+            staged.skipped.extend(bad_here)
+            if cached is not None and not bad_here:
+                for old in cache_dir.glob(f"{path.stem}.*.parquet"):
+                    old.unlink(missing_ok=True)
+                tmp = cached.with_suffix(".tmp")
+                frame.write_parquet(tmp)
+                os.replace(tmp, cached)
+                frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
+            else:
+                frames.append(frame.lazy())
     if cache_dir is not None:  # forget caches of segments that no longer exist
         names = {p.stem for p in paths}
         for old in cache_dir.glob("segment-*.parquet"):
             if old.name.split(".")[0] not in names:
                 old.unlink(missing_ok=True)
     if frames:
-        staged.events = pl.concat(frames, how="vertical").sort("seq", maintain_order=True)
+        staged.rows = pl.concat(frames, how="vertical")
     return staged

@@ -23,6 +23,22 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _simulate(args: argparse.Namespace) -> int:
+    if args.offline:
+        if args.out is None or args.events is None:
+            print("clickledger simulate --offline needs --events N and --out DIR", file=sys.stderr)
+            return 2
+        from receiver.offline import generate_log
+
+        try:
+            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix)
+        except FileExistsError as exc:
+            print(f"clickledger simulate: {exc}", file=sys.stderr)
+            return 2
+        print(summary.describe())
+        return 0
+    if args.url is None:
+        print("clickledger simulate needs --url (or --offline to write a log directly)", file=sys.stderr)
+        return 2
     from receiver.simulate import main as simulate_main
 
     return simulate_main(args)
@@ -67,8 +83,17 @@ def build_parser() -> argparse.ArgumentParser:
                    help="requests waiting for a thread before new ones get 503 (default: 2 x threads)")
     p.set_defaults(func=_serve)
 
-    p = sub.add_parser("simulate", help="send realistic clicks and postbacks to a running receiver")
-    p.add_argument("--url", required=True, help="the receiver, e.g. http://127.0.0.1:8080")
+    p = sub.add_parser("simulate", help="send realistic clicks and postbacks to a running receiver "
+                       "(or, with --offline, write such a log directly)")
+    p.add_argument("--url", help="the receiver, e.g. http://127.0.0.1:8080")
+    p.add_argument("--offline", action="store_true",
+                   help="write --events records straight into --out/log (no receiver, no HTTP)")
+    p.add_argument("--events", type=int, help="with --offline: how many log records to write")
+    p.add_argument("--out", type=Path, help="with --offline: the data directory to create or extend")
+    p.add_argument("--append", action="store_true",
+                   help="with --offline: continue an existing log in a new segment, as a restarted receiver")
+    p.add_argument("--mix", choices=("all", "earn"), default="all",
+                   help="with --offline: all traffic, or only the earn app's (for the credit job)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory whose config.toml to use")
     p.add_argument("--clicks", type=int, default=500)
     p.add_argument("--seed", type=int, default=1)
