@@ -16,7 +16,6 @@ Run alone: .venv/bin/python bench/startup_bench.py [--clicks N] [--work DIR]
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import random
@@ -28,7 +27,6 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Figure, print_table  # noqa: E402
 
 from receiver.demo import free_port, stop_receiver, write_demo_config  # noqa: E402
-from receiver.log import DEFAULT_SEGMENT_BYTES, encode_record, iter_lines  # noqa: E402
+from receiver.log import iter_lines  # noqa: E402
 from receiver.timeutil import parse_utc  # noqa: E402
 
 PART = "3 receiver start-up"
@@ -47,140 +45,12 @@ START_TARGET_S = 10.0
 BYTES_TARGET = 64.0
 DEMO_KEYS = {"acme": "sp_live_acme", "moustache": "mlk_live_7f3a9c"}
 
-# (weight, kind, slug or product, offer, partner, affiliate, ttl hours, currency, share percent, share fixed)
-_LINKS = [
-    (30, "acme-aff1", "acme-shop", "acme", "aff1", 720, "USD", "70", None),
-    (15, "acme-aff2", "acme-shop", "acme", "aff2", 720, "USD", "70", None),
-    (15, "moustache-aff1", "moustache-survey", "moustache", "aff1", None, "USD", None, "1.5"),
-    (15, "peer-aff3", "peer-app", "peerclick", "aff3", 168, "EUR", "60", None),
-    (5, "cw-aff2", "cw-1001", "clickwall", "aff2", None, "GBP", "50", None),
-]
-_PRODUCTS = [("task-1", "https://advertiser.example/offer"), ("task-2", "https://advertiser.example/survey")]
-_OFFER_URLS = {
-    "acme-shop": "https://shop.example/land?src=net&click_id={cid}&offer_id=acme-shop&affiliate_id={aff}",
-    "moustache-survey": "https://surveys.example/start?uid={cid}&click_id={cid}&offer_id=moustache-survey"
-                        "&affiliate_id={aff}",
-    "peer-app": "https://apps.example/install?clickid={cid}&click_id={cid}&offer_id=peer-app&affiliate_id={aff}",
-    "cw-1001": "https://game.example/signup?click_id={cid}&offer_id=cw-1001&affiliate_id={aff}",
-}
-_AGENTS = ["Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15",
-           "Mozilla/5.0 (Linux; Android 14; Pixel 8) AppleWebKit/537.36 Chrome/124.0 Mobile Safari/537.36",
-           "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/124.0 Safari/537.36"]
-USERS = 20_000  # earn-app users: enough distinct user ids that their interning shows in memory
+def write_click_log(data: Path, clicks: int, seed: int = 1) -> str:
+    """A log of `clicks` recorded clicks (link and earn), as the receiver writes them, by the
+    offline generator (`clickledger simulate --offline --mix clicks`); returns its summary."""
+    from receiver.offline import generate_log
 
-
-@functools.lru_cache(maxsize=256)
-def _second(ts: int) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts))
-
-
-def _stamp(micros: int) -> str:
-    """format_utc of a UTC instant in µs since the epoch, without a datetime per record."""
-    return f"{_second(micros // 1_000_000)}.{micros % 1_000_000:06d}Z"
-
-
-def _uuid4(rng: random.Random) -> str:
-    h = "%032x" % ((rng.getrandbits(128) & ~(0xF000 << 64) & ~(0xC << 60)) | (0x4000 << 64) | (0x8 << 60))
-    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
-
-
-def _click_record(rng: random.Random, seq: int, at: int) -> dict[str, Any]:
-    """One click record with the members and fields the receiver writes (see a test's log).
-
-    `at` is received_at in µs since the epoch: it grows with seq, as in a real log.
-    """
-    click_id = _uuid4(rng)
-    base = {"v": 1, "seq": seq, "event_id": _uuid4(rng), "received_at": _stamp(at)}
-    if rng.random() < 0.2:  # earn-app task click (seed 000)
-        product, task_url = _PRODUCTS[rng.getrandbits(1)]
-        user = f"u{rng.randrange(USERS)}"
-        postback = f"http://127.0.0.1:8080/api/v1/earn/postback?click_id={click_id}"
-        device = "ios" if rng.getrandbits(1) else "android"
-        body = f'{{"taskUrl": "{task_url}", "device": "{device}"}}'
-        fields = {
-            "click_id": click_id, "source": "earn", "offer_id": "taskwall-tasks", "partner_id": "taskwall",
-            "affiliate_id": None, "user_id": user, "product_id": product,
-            "expires_at": _stamp(at + 24 * 3600 * 1_000_000),
-            "redirect_url": f"{task_url}?click_id={click_id}&postback_url={postback}",
-            "offer_currency": "USD", "revenue_share_percent": "50", "revenue_share_fixed": None,
-            "task_url": task_url,
-        }
-        return {**base, "kind": "click", "route": "/api/v1/earn/products/{product_id}/click", "method": "POST",
-                "path": f"/api/v1/earn/products/{product}/click", "query": "", "body": body,
-                "body_encoding": "utf-8", "body_bytes": len(body), "body_truncated": False,
-                "content_type": "application/json",
-                "remote_addr": f"10.1.{rng.getrandbits(8)}.{rng.getrandbits(8)}",
-                "forwarded_for": None, "user_agent": _AGENTS[rng.getrandbits(1)], "referer": None,
-                "http_status": 201, "result": "click", "error": None, "fields": fields,
-                "custom_data": {"device": device}}
-    pick = rng.random() * 80
-    for link in _LINKS:
-        pick -= link[0]
-        if pick < 0:
-            break
-    _, slug, offer, partner, affiliate, ttl, currency, percent, fixed = link
-    sub1, sub2 = str(rng.getrandbits(20)), f"cmp{rng.getrandbits(5)}"
-    fields = {
-        "click_id": click_id, "source": "link", "offer_id": offer, "partner_id": partner,
-        "affiliate_id": affiliate, "user_id": None, "product_id": None,
-        "expires_at": _stamp(at + ttl * 3600 * 1_000_000) if ttl else None,
-        "redirect_url": _OFFER_URLS[offer].format(cid=click_id, aff=affiliate),
-        "offer_currency": currency, "revenue_share_percent": percent, "revenue_share_fixed": fixed,
-        "slug": slug,
-    }
-    return {**base, "kind": "click", "route": "/t/{slug}", "method": "GET", "path": f"/t/{slug}",
-            "query": f"sub1={sub1}&sub2={sub2}", "body": "", "body_encoding": "utf-8", "body_bytes": 0,
-            "body_truncated": False, "content_type": None,
-            "remote_addr": f"203.0.{rng.getrandbits(8)}.{rng.getrandbits(8)}",
-            "forwarded_for": None, "user_agent": _AGENTS[rng.getrandbits(1)], "referer": None,
-            "http_status": 302, "result": "click", "error": None, "fields": fields,
-            "custom_data": {"sub1": sub1, "sub2": sub2}}
-
-
-SPAN_US = 20 * 86400 * 1_000_000  # the log covers the 20 days before it was written
-
-
-def _write_segment(path: str, first_seq: int, count: int, seed: int, now_us: int, total: int) -> int:
-    rng = random.Random(seed * 1_000_003 + first_seq)
-    step = SPAN_US // max(total, 1)
-    start = now_us - SPAN_US
-    size = 0
-    lines = []
-    for seq in range(first_seq, first_seq + count):
-        lines.append(encode_record(_click_record(rng, seq, start + seq * step)))
-    with open(path, "wb") as f:
-        data = b"".join(lines)
-        f.write(data)
-        size = len(data)
-    return size
-
-
-def write_click_log(data: Path, clicks: int, seed: int = 1) -> None:
-    """DATA/log with `clicks` click records in segments of ~64 MiB, as the receiver would write them.
-
-    Segments are independent (each has its own seq range and random stream), so two
-    processes write them at once; replace with `clickledger simulate --offline` when it lands.
-    """
-    log_dir = data / "log"
-    shutil.rmtree(log_dir, ignore_errors=True)
-    shutil.rmtree(data / "index", ignore_errors=True)
-    log_dir.mkdir(parents=True)
-    # one probe segment measures the line size, so the others fill ~DEFAULT_SEGMENT_BYTES each
-    probe = min(clicks, 2000)
-    now_us = time.time_ns() // 1000
-    size = _write_segment(str(log_dir / "probe"), 1, probe, seed, now_us, clicks)
-    per_segment = max(1, int(DEFAULT_SEGMENT_BYTES / (size / probe)))
-    os.unlink(log_dir / "probe")
-    jobs, seq, number = [], 1, 1
-    while seq <= clicks:
-        count = min(per_segment, clicks - seq + 1)
-        jobs.append((str(log_dir / f"segment-{number:08d}.ndjson"), seq, count, seed, now_us, clicks))
-        seq, number = seq + count, number + 1
-    with ProcessPoolExecutor(os.cpu_count() or 1) as pool:
-        list(pool.map(_write_segment, *zip(*jobs, strict=True)))
-
-
-# ---------------------------------------------------------------- measuring a server
+    return generate_log(data, clicks, seed=seed, mix="clicks").describe()
 
 
 def _vm_rss_kib(pid: int) -> int:
@@ -248,7 +118,7 @@ def _sample_clicks(data: Path, count: int, seed: int) -> list[dict[str, Any]]:
     segments = sorted((data / "log").glob("segment-*.ndjson"))
     picked = {segments[0], segments[len(segments) // 2], segments[-1]}
     clicks = [rec["fields"] for seg in picked for _, rec in iter_lines(seg)
-              if isinstance(rec, dict) and rec.get("kind") == "click"]
+              if isinstance(rec, dict) and rec.get("kind") == "click" and rec.get("result") == "click"]
     return random.Random(seed).sample(clicks, min(count, len(clicks)))
 
 
@@ -314,7 +184,6 @@ def run(work: Path, clicks: int = 10_000_000, seed: int = 1, reuse: bool = False
     started = time.perf_counter()
     if not (reuse and (data / "log").is_dir()):
         shutil.rmtree(data, ignore_errors=True)
-        write_demo_config(data)
         write_click_log(data, clicks, seed)
     shutil.rmtree(data / "index", ignore_errors=True)
     written = time.perf_counter() - started

@@ -92,8 +92,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="with --offline: the data directory to create or extend")
     p.add_argument("--append", action="store_true",
                    help="with --offline: continue an existing log in a new segment, as a restarted receiver")
-    p.add_argument("--mix", choices=("all", "earn"), default="all",
-                   help="with --offline: all traffic, or only the earn app's (for the credit job)")
+    p.add_argument("--mix", choices=("all", "earn", "clicks"), default="all",
+                   help="with --offline: all traffic, only the earn app's (for the credit job), "
+                        "or only recorded clicks (for the start-up bench)")
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory whose config.toml to use")
     p.add_argument("--clicks", type=int, default=500)
     p.add_argument("--seed", type=int, default=1)

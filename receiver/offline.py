@@ -206,7 +206,7 @@ def _garbles(records: list[dict], click_ids: set[str]) -> dict[str, tuple[str, s
     return out
 
 
-MIXES = ("all", "earn")
+MIXES = ("all", "earn", "clicks")
 
 
 def _in_mix(record: dict, mix: str) -> bool:
@@ -215,6 +215,8 @@ def _in_mix(record: dict, mix: str) -> bool:
     link's; the receiver answers each earn request the same without the others."""
     if mix == "all":
         return True
+    if mix == "clicks":  # only recorded clicks: a log for the receiver's start-up bench
+        return record.get("kind") == "click" and record.get("result") == "click"
     path, route = str(record.get("path") or ""), str(record.get("route") or "")
     return "earn" in route or (record.get("kind") in ("unrouted", "health") and "earn" in path) or (
         record.get("kind") == "health")
@@ -397,7 +399,8 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
     A fresh directory gets the demo network's config. `append=True` continues an existing
     log as a restarted receiver would: a new segment, seq and days carrying on. The same
     arguments give byte-identical files. `mix="earn"` writes only the earn app's traffic
-    (an earn-heavy log, for the wallet credit job).
+    (an earn-heavy log, for the wallet credit job); `mix="clicks"` only recorded clicks, link
+    and earn (for the receiver's start-up with millions of known clicks).
     """
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {', '.join(MIXES)}")
