@@ -68,8 +68,8 @@ def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int,
     if "Requests/sec:" not in out or "99%" not in out:
         raise RuntimeError(f"wrk gave no figures for {url}:\n{out[-2000:]}")
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s*50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s*99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     check = re.search(r"CHECK (.*)", out)
     checked = {k: int(v) for k, v in re.findall(r"(\w+)=(\d+)", check.group(1))} if check else {}
     return WrkResult(rps, p50, p99, checked)
