@@ -23,6 +23,7 @@ known, unexpired click with every needed fx rate.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from decimal import Decimal
 
 import polars as pl
@@ -157,10 +158,24 @@ def duplicate_conflicts(postbacks: pl.DataFrame) -> pl.DataFrame:
         pl.Series("conflict_detail", details, dtype=pl.String))
 
 
-def fold_status(postbacks: pl.DataFrame) -> pl.DataFrame:
+@dataclass(frozen=True)
+class PairHistory:
+    """`status_steps` and `duplicate_conflicts` of one postbacks table. The conversions and
+    the issues both need them; a run computes them once and passes them to both."""
+
+    steps: pl.DataFrame
+    conflicts: pl.DataFrame
+
+
+def pair_history(postbacks: pl.DataFrame) -> PairHistory:
+    return PairHistory(status_steps(postbacks), duplicate_conflicts(postbacks))
+
+
+def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
     """Per pair: status, status_raw, status_history, status_updated_at, last event, updates, duplicates,
     conflicting duplicates."""
-    steps = status_steps(postbacks)
+    history = history or pair_history(postbacks)
+    steps = history.steps
     kept = steps.filter(pl.col("is_recorded") | pl.col("applied"))
     folded = kept.group_by(KEY).agg(
         pl.col("status").sort_by("seq").alias("status_history"),
@@ -172,14 +187,14 @@ def fold_status(postbacks: pl.DataFrame) -> pl.DataFrame:
         (pl.len() - 1).cast(pl.Int64).alias("updates_applied"),
     )
     counts = steps.filter(~pl.col("is_recorded")).group_by(KEY).agg(pl.len().cast(pl.Int64).alias("duplicates"))
-    conflicts = duplicate_conflicts(postbacks).group_by(KEY).agg(
+    conflicts = history.conflicts.group_by(KEY).agg(
         pl.len().cast(pl.Int64).alias("conflicting_duplicates"))
     return (folded.join(counts, on=KEY, how="left").join(conflicts, on=KEY, how="left")
             .with_columns(pl.col("duplicates").fill_null(0), pl.col("conflicting_duplicates").fill_null(0)))
 
 
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
-                      base_currency: str) -> pl.DataFrame:
+                      base_currency: str, history: PairHistory | None = None) -> pl.DataFrame:
     """The conversions table (see the module docstring for the rules)."""
     recorded = postbacks.filter(pl.col("result") == "recorded").select(
         *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
@@ -188,7 +203,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
         pl.col("user_id").alias("pb_user_id"), pl.col("product_id").alias("pb_product_id"),
         pl.col("click_source").alias("pb_click_source"), "dialect", "event_id", "seq",
     )
-    folded = fold_status(postbacks)
+    folded = fold_status(postbacks, history)
     click_cols = clicks.select(
         "click_id", "clicked_at", "expires_at", pl.col("source").alias("click_source"), "partner_id", "offer_id",
         "affiliate_id", "user_id", "product_id", "offer_currency", "revenue_share_percent", "revenue_share_fixed",

@@ -22,7 +22,7 @@ import re
 
 import polars as pl
 
-from pipeline.conversions import duplicate_conflicts, status_steps
+from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
 from receiver.params import looks_like_macro
@@ -90,14 +90,15 @@ def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[s
     return ("unknown_click_id" if UUID_RE.match(click_id.strip()) else "malformed_click_id"), nearest
 
 
-def duplicate_reasons(postbacks: pl.DataFrame) -> pl.DataFrame:
+def duplicate_reasons(postbacks: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
     """(event_id, reason, own_detail) of every `duplicate` postback listed as an issue.
 
     A conflicting one is listed whatever its status step did (the conflict is what
     finance must see); the others only when they changed nothing.
     """
-    conflicts = duplicate_conflicts(postbacks).select("event_id", pl.col("conflict_detail").alias("own_detail"))
-    steps = status_steps(postbacks).filter(~pl.col("is_recorded")).join(conflicts, on="event_id", how="left")
+    history = history or pair_history(postbacks)
+    conflicts = history.conflicts.select("event_id", pl.col("conflict_detail").alias("own_detail"))
+    steps = history.steps.filter(~pl.col("is_recorded")).join(conflicts, on="event_id", how="left")
     applied_note = pl.when(pl.col("applied")).then(
         pl.concat_str(pl.lit(" Its status step ("), pl.col("status"), pl.lit(") was applied.")))
     return steps.filter(~pl.col("applied") | pl.col("own_detail").is_not_null()).select(
@@ -118,11 +119,11 @@ def sender_text() -> pl.Expr:
 
 
 def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataFrame,
-                 conversions: pl.DataFrame) -> pl.DataFrame:
+                 conversions: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
     schema = polars_schema("postback_issues")
     base_cols = [c for c in schema if c not in ("reason", "nearest_click_id", "detail", "kind", "path")]
 
-    steps = duplicate_reasons(postbacks)
+    steps = duplicate_reasons(postbacks, history)
     refused = postbacks.filter(~pl.col("result").is_in(["recorded", "duplicate"]))
     not_found = refused.filter(pl.col("error") == "click_not_found")
     nearest_rows: list[tuple[str, str, str | None]] = []

@@ -145,35 +145,53 @@ def index_for(click_ids: pl.Series, sent: Iterable[str]) -> NearestClickIndex:
     if not queries or keys.is_empty():
         return NearestClickIndex([])
     q = pl.Series("q", queries, dtype=pl.String)
+    unique_keys = keys["key"].unique()
+    # Reversed as find reverses them (code points, k[::-1]); Polars' str.reverse works on
+    # graphemes and was most of this function's time.
+    backward = pl.Series([k[::-1] for k in unique_keys.to_list()], dtype=pl.String)
     picked: list[pl.Series] = [q, q.str.extract_all(UUID_IN_TEXT.pattern).explode().drop_nulls()]
-    for forward in (keys["key"].unique().sort(), keys["key"].str.reverse().unique().sort()):
-        probe = q if len(picked) == 2 else q.str.reverse()
-        last = len(forward) - 1
-        left = forward.search_sorted(probe, side="left")
-        right = forward.search_sorted(probe, side="right") - 1
+    for ordered, probe, flip in ((unique_keys.sort(), q, False),
+                                 (backward.sort(), pl.Series([s[::-1] for s in queries]), True)):
+        last = len(ordered) - 1
+        left = ordered.search_sorted(probe, side="left")
+        right = ordered.search_sorted(probe, side="right") - 1
         spots = pl.concat([left, left + 1, right]).cast(pl.Int64).clip(0, last).unique()
-        found = forward.gather(spots)
-        picked.append(found if len(picked) == 2 else found.str.reverse())
-    picked.append(_third_candidates(keys["key"], queries))
+        found = ordered.gather(spots)
+        picked.append(pl.Series([k[::-1] for k in found.to_list()], dtype=pl.String) if flip else found)
+    picked.append(_third_candidates(unique_keys, q))
     wanted = pl.concat([s.rename("key").cast(pl.String) for s in picked]).unique()
     subset = keys.join(wanted.to_frame(), on="key", how="semi")
     return NearestClickIndex(subset["original"].to_list())
 
 
-def _third_candidates(keys: pl.Series, queries: list[str]) -> pl.Series:
+def _third_probes(queries: pl.Series) -> pl.DataFrame:
+    """(part_kind, n, part) that NearestClickIndex.find looks up for each sent id, as one frame:
+    for every known length n within MAX_DISTANCE of the sent id's, its anchored first and
+    last thirds and its middle third shifted by up to MAX_DISTANCE."""
+    q = pl.col("q")
+    frame = queries.rename("q").to_frame().with_columns(q.str.len_chars().cast(pl.Int64).alias("m"))
+    frame = frame.join(pl.DataFrame({"d": range(-MAX_DISTANCE, MAX_DISTANCE + 1)}), how="cross")
+    frame = frame.with_columns((pl.col("m") + pl.col("d")).alias("n")).filter(pl.col("n") >= 6)
+    frame = frame.with_columns((pl.col("n") // 3).alias("i"), (2 * pl.col("n") // 3).alias("j"))
+    tail = pl.col("n") - pl.col("j")  # length of the last third
+    middles = [
+        frame.filter(pl.col("i") + shift >= 0).select(
+            pl.lit("b").alias("part_kind"), "n",
+            q.str.slice(pl.col("i") + shift, pl.col("j") - pl.col("i")).alias("part"))
+        for shift in range(-MAX_DISTANCE, MAX_DISTANCE + 1)
+    ]
+    return pl.concat([
+        frame.select(pl.lit("a").alias("part_kind"), "n", q.str.slice(0, pl.col("i")).alias("part")),
+        frame.select(pl.lit("c").alias("part_kind"), "n",
+                     pl.when(tail <= pl.col("m")).then(q.str.slice(pl.col("m") - tail))
+                     .otherwise(pl.lit("")).alias("part")),
+        *middles,
+    ]).unique()
+
+
+def _third_candidates(keys: pl.Series, queries: pl.Series) -> pl.Series:
     """Known ids sharing an anchored third with a sent id, as NearestClickIndex.find probes them."""
-    probes: set[tuple[str, int, str]] = set()
-    for q in queries:
-        m = len(q)
-        for n in range(max(6, m - MAX_DISTANCE), m + MAX_DISTANCE + 1):
-            i, j = _thirds(n)
-            probes.add(("a", n, q[:i]))
-            probes.add(("c", n, q[m - (n - j):] if n - j <= m else ""))
-            for shift in range(-MAX_DISTANCE, MAX_DISTANCE + 1):
-                if i + shift >= 0:
-                    probes.add(("b", n, q[i + shift:j + shift]))
-    probe = pl.DataFrame(list(probes), schema={"part_kind": pl.String, "n": pl.Int64, "part": pl.String},
-                         orient="row")
+    probe = _third_probes(queries)
     frame = pl.DataFrame({"key": keys}).with_columns(pl.col("key").str.len_chars().cast(pl.Int64).alias("n"))
     frame = frame.filter(pl.col("n") >= 6).with_columns((pl.col("n") // 3).alias("i"),
                                                         (2 * pl.col("n") // 3).alias("j"))

@@ -21,7 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import schemas
-from pipeline.conversions import build_conversions, check_consistency
+from pipeline.conversions import build_conversions, check_consistency, pair_history
 from pipeline.earnings import build_earnings
 from pipeline.errors import PipelineConfigError, PipelineConsistencyError, PipelineError
 from pipeline.events import build_clicks, build_postbacks
@@ -142,14 +142,15 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
     clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
     postbacks = schemas.validate("postbacks", build_postbacks(staged.select(_postback_columns(), ("postback",))))
+    history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
     conversions = schemas.validate(
-        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency))
+        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
     recorded = postbacks.filter(pl.col("result") == "recorded").height
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
     earnings = schemas.validate("earnings", build_earnings(conversions))
     issue_events = staged.select(_issue_columns(), ("postback", "unrouted"))
-    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions))
+    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history))
     del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
     tables = {

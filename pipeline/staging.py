@@ -424,7 +424,7 @@ def stage_log(
                 for old in cache_dir.glob(f"{path.stem}.*.parquet"):
                     old.unlink(missing_ok=True)
                 tmp = cached.with_suffix(".tmp")
-                frame.write_parquet(tmp)
+                frame.write_parquet(tmp, compression="lz4")  # a cache: fast to write beats small
                 os.replace(tmp, cached)
                 frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
             else:

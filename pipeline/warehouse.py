@@ -7,8 +7,12 @@ data through Parquet files, which keeps exact Decimal and UTC timestamp types an
 needs no pyarrow.
 
 Parquet files are written deterministically (sorted rows, no run timestamps), so
-the same log gives byte-identical files. warehouse.duckdb holds the same tables but
-is not byte-identical between runs (DuckDB's file layout is not deterministic).
+the same log gives byte-identical files. warehouse.duckdb holds the same tables as
+views over those Parquet files, by absolute path: one copy of the data, nothing to
+rebuild but the catalogue (copying every table into DuckDB's own format took longer
+than deriving the conversions). A moved DATA directory needs `clickledger run` again
+to point them at the new place. The file is not byte-identical between runs
+(DuckDB's file layout is not deterministic).
 """
 
 from __future__ import annotations
@@ -80,7 +84,7 @@ def warehouse_dir(data_dir: Path) -> Path:
 
 
 def write_tables(directory: Path, tables: dict[str, pl.DataFrame]) -> None:
-    """Each table to <name>.parquet (atomic replace), then warehouse.duckdb rebuilt from them."""
+    """Each table to <name>.parquet (atomic replace), then warehouse.duckdb's views of them."""
     directory.mkdir(parents=True, exist_ok=True)
     for name, frame in tables.items():
         tmp = directory / f".{name}.parquet.tmp"
@@ -99,9 +103,9 @@ def write_duckdb(directory: Path, names: Iterable[str]) -> None:
     con = duckdb.connect(str(tmp))
     try:
         for name in names:
-            path = directory / f"{name}.parquet"
+            path = (directory / f"{name}.parquet").resolve()
             if path.exists():
-                con.execute(f"create table {name} as select * from read_parquet({_quote(path)})")
+                con.execute(f"create view {name} as select * from read_parquet({_quote(path)})")
     finally:
         con.close()
     wal.unlink(missing_ok=True)  # closed cleanly: everything is checkpointed into the file

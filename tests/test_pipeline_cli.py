@@ -116,6 +116,27 @@ def test_the_receivers_log_gives_the_expected_tables(demo, capsys):
     assert wh.sql("select count(*) as n from conversions where counts")["n"].to_list() == [4]
 
 
+def test_warehouse_duckdb_holds_every_table(demo, tmp_path, monkeypatch):
+    """Another tool opening warehouse.duckdb (read-only, from any working directory) sees
+    every table with the Parquet file's rows."""
+    import duckdb
+
+    data, _ = demo
+    assert main(["run", "--data", str(data)]) == 0
+    monkeypatch.chdir(tmp_path)  # the views must not depend on the working directory
+    wh = pipeline.load(data)
+    con = duckdb.connect(str(data / "warehouse" / "warehouse.duckdb"), read_only=True)
+    try:
+        names = {r[0] for r in con.execute("select table_name from information_schema.tables").fetchall()}
+        assert names == set(pipeline.warehouse.TABLES)
+        for name in pipeline.warehouse.TABLES:
+            out = tmp_path / f"{name}.parquet"
+            con.execute(f"copy (select * from {name}) to '{out}' (format parquet)")
+            assert pl.read_parquet(out).equals(wh.tables[name]), name
+    finally:
+        con.close()
+
+
 def test_credit_and_reconcile_commands(demo, capsys, tmp_path):
     data, clicks = demo
     assert main(["credit", "--data", str(data)]) == 0
