@@ -96,9 +96,13 @@ def status_steps(postbacks: pl.DataFrame) -> pl.DataFrame:
     moves = pl.col("is_recorded") | (pl.col("updates_on") & pl.col("status").is_in(UPDATE_STATUSES))
     rows = rows.with_columns(rank.alias("rank")).with_columns(
         pl.when(moves).then(pl.col("rank")).otherwise(pl.lit(-1, dtype=pl.Int8)).alias("_eligible_rank"))
-    rows = rows.with_columns(
+    # Most pairs are a recorded postback alone: nothing before it, nothing applied. Only the
+    # pairs with duplicates need the window (and its sort within each pair).
+    repeated = rows.filter(~pl.col("is_recorded")).select(KEY).unique()
+    alone = rows.join(repeated, on=KEY, how="anti").with_columns(pl.lit(None, dtype=pl.Int8).alias("before"))
+    steps = rows.join(repeated, on=KEY, how="semi").with_columns(
         pl.col("_eligible_rank").cum_max().shift(1).over(KEY, order_by="seq").alias("before"))
-    rows = rows.with_columns(
+    rows = pl.concat([alone, steps]).with_columns(
         (~pl.col("is_recorded") & moves & (pl.col("rank") > pl.col("before"))).fill_null(False).alias("applied"))
     return rows.drop("_eligible_rank").sort([*KEY, "seq"])
 
