@@ -35,6 +35,28 @@ def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
     n, m = len(a), len(b)
     if abs(n - m) > limit:
         return limit + 1
+    # A common prefix or suffix never changes the distance: cut both (found by binary search,
+    # each probe one C-level comparison), so a typo in a 36-character id leaves a table of a
+    # few cells instead of 36 rows of Python.
+    lo, hi = 0, min(n, m)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    a, b = a[lo:], b[lo:]
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    a, b = a[:len(a) - lo], b[:len(b) - lo]
+    n, m = len(a), len(b)
+    if n == 0 or m == 0:
+        return min(max(n, m), limit + 1)
     over = limit + 1
     previous = [j if j <= limit else over for j in range(m + 1)]
     for i in range(1, n + 1):

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 from pipeline_helpers import LogBuilder, cid, conversions_from_records
 
 from pipeline.conversions import STATUS_RANK
+from pipeline.nearest import levenshtein
 from pipeline.wallet import credit_batch, ledger_path, read_ledger
 
 RAW_STATUSES = ["approved", "confirmed", "pending", "hold", "rejected", "reversed", "weird", None]
@@ -135,3 +136,33 @@ def test_credit_batches_are_idempotent_and_crash_safe(spec, cut):
         for i in range(1, len(spec) + 1):
             kinds = [e["kind"] for e in entries if e["click_id"] == cid(i)]
             assert kinds in ([], ["credit"], ["credit", "debit"])
+
+
+def _full_levenshtein(a: str, b: str) -> int:
+    """The textbook table, every cell: the reference for the banded, trimmed one."""
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        current = [i]
+        for j, cb in enumerate(b, 1):
+            current.append(min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (ca != cb)))
+        previous = current
+    return previous[-1]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet="ab-01\u00e9", max_size=14), st.text(alphabet="ab-01\u00e9", max_size=14),
+       st.integers(min_value=0, max_value=3))
+def test_levenshtein_equals_the_full_table_up_to_its_limit(a, b, limit):
+    assert levenshtein(a, b, limit) == min(_full_levenshtein(a, b), limit + 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.uuids().map(str), st.lists(st.tuples(st.sampled_from("sdi"), st.integers(0, 40),
+                                               st.sampled_from("0af-")), max_size=3))
+def test_levenshtein_of_edited_ids(click_id, edits):
+    sent = click_id
+    for kind, pos, char in edits:  # substitute, delete or insert near a random place
+        pos %= len(sent) + 1
+        sent = (sent[:pos] + char + sent[pos + 1:] if kind == "s" else
+                sent[:pos] + sent[pos + 1:] if kind == "d" else sent[:pos] + char + sent[pos:])
+    assert levenshtein(click_id, sent) == min(_full_levenshtein(click_id, sent), 3)
