@@ -23,7 +23,7 @@ from __future__ import annotations
 import io
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,8 @@ class ReconcileResult:
     rows: pl.DataFrame
     totals: pl.DataFrame
     summary: pl.DataFrame
+    # our column -> the statement heading read for it, when they differ (guessed or mapped)
+    columns: dict[str, str] = field(default_factory=dict)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """The rows as a spreadsheet-safe CSV (see write_csv_safe)."""
@@ -85,6 +87,9 @@ class ReconcileResult:
     def describe(self) -> str:
         period = f"{self.start or 'beginning'} .. {self.end or 'now'}"
         lines = [f"reconciliation of {self.partner} ({self.date_basis} days in {self.tz}, {period}):"]
+        if self.columns:
+            lines.append("  statement columns read: "
+                         + ", ".join(f"{ours} <- {theirs!r}" for ours, theirs in self.columns.items()))
         for r in self.summary.iter_rows(named=True):
             lines.append(f"  {r['outcome']:<18} {r['rows']:>6}   ours {r['ours_amount_base']:,.2f}   theirs "
                          f"{r['theirs_amount_base']:,.2f} {self.base_currency}")
@@ -138,21 +143,42 @@ def read_statement_csv(source: str | os.PathLike[str] | bytes) -> pl.DataFrame:
     return raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
 
 
-def read_statement(statement: str | os.PathLike[str] | pl.DataFrame,
-                   columns: dict[str, str] | None = None) -> pl.DataFrame:
-    """The statement with our column names: click_id, transaction_id, status_raw, status, amount, currency, date."""
-    name = "the statement"
-    if isinstance(statement, pl.DataFrame):
-        raw = statement.select(pl.all().cast(pl.String))
-        raw = raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
-    else:
-        name = str(statement)
-        raw = read_statement_csv(statement)
-    mapping = {**DEFAULT_COLUMNS, **(columns or {})}
-    unknown = sorted(set(columns or {}) - set(DEFAULT_COLUMNS))
+def statement_columns(headings: list[str], columns: dict[str, str] | None = None) -> dict[str, str]:
+    """Our column -> the statement heading read for it: the caller's mapping first, then a
+    heading named as ours, then guess_columns' pick ("Click ID", "Payout"...) for the rest.
+    A heading is read for one of our columns at most."""
+    explicit = dict(columns or {})
+    unknown = sorted(set(explicit) - set(DEFAULT_COLUMNS))
     if unknown:
         raise StatementError(f"unknown column name(s) {', '.join(unknown)} in the mapping; ours are "
                              f"{', '.join(DEFAULT_COLUMNS)}")
+    mapping = {**DEFAULT_COLUMNS, **explicit}
+    taken = {mapping[ours] for ours in DEFAULT_COLUMNS if mapping[ours] in headings}
+    for ours, theirs in guess_columns(headings).items():
+        if ours not in explicit and mapping[ours] not in headings and theirs and theirs not in taken:
+            mapping[ours] = theirs
+            taken.add(theirs)
+    return mapping
+
+
+def read_statement(statement: str | os.PathLike[str] | pl.DataFrame,
+                   columns: dict[str, str] | None = None) -> pl.DataFrame:
+    """The statement with our column names: click_id, transaction_id, status_raw, status, amount, currency, date.
+
+    Headings come from `columns` (ours -> theirs), else as statement_columns finds them."""
+    name, raw = _statement_raw(statement)
+    return _statement_frame(name, raw, statement_columns(raw.columns, columns))
+
+
+def _statement_raw(statement: str | os.PathLike[str] | pl.DataFrame) -> tuple[str, pl.DataFrame]:
+    """(a name for messages, every cell as text with trimmed headings)."""
+    if isinstance(statement, pl.DataFrame):
+        raw = statement.select(pl.all().cast(pl.String))
+        return "the statement", raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
+    return str(statement), read_statement_csv(statement)
+
+
+def _statement_frame(name: str, raw: pl.DataFrame, mapping: dict[str, str]) -> pl.DataFrame:
     for ours in REQUIRED:
         if mapping[ours] not in raw.columns:
             via = "" if mapping[ours] == ours else f" (mapped from our {ours!r})"
@@ -233,7 +259,9 @@ def reconcile(
         known |= set(load_pipeline_config(data_dir).partners)
     if partner not in known:
         raise UnknownPartnerError(f"unknown partner {partner!r}; known partners: {', '.join(sorted(known))}")
-    theirs = read_statement(statement, columns)
+    name, raw = _statement_raw(statement)
+    mapping = statement_columns(raw.columns, columns)
+    theirs = _statement_frame(name, raw, mapping)
     start, end = _day(start, "start"), _day(end, "end")
     if start is None and end is None and theirs["date"].null_count() < theirs.height:
         start, end = theirs["date"].min(), theirs["date"].max()
@@ -288,7 +316,8 @@ def reconcile(
         "statement_line",
     ).sort(KEY)
     totals, summary = _totals(rows)
-    return ReconcileResult(partner, date_basis, tz, start, end, base, rows, totals, summary)
+    read = {ours: theirs for ours, theirs in mapping.items() if theirs != ours and theirs in raw.columns}
+    return ReconcileResult(partner, date_basis, tz, start, end, base, rows, totals, summary, read)
 
 
 def _totals(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -11,7 +11,8 @@ from pipeline_helpers import T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.errors import StatementError, UnknownPartnerError
-from pipeline.reconciliation import read_statement, safe_cell
+from pipeline.reconciliation import DEFAULT_COLUMNS, read_statement, safe_cell, statement_columns
+from receiver.cli import main
 
 STATEMENT = """click_id,transaction_id,status,amount,currency
 {c1},,approved,100.004,USD
@@ -100,6 +101,24 @@ def test_column_mapping_and_missing_columns(data, tmp_path):
     assert dict(result.summary.select("outcome", "rows").rows())["matched"] == 1
     with pytest.raises(StatementError, match="has no column 'Amount' \\(mapped from our 'amount'\\)"):
         pipeline.reconcile(data, partner="acme", statement=path, columns={**mapping, "amount": "Amount"})
+
+
+def test_usual_export_headings_are_read_without_a_mapping(data, tmp_path, capsys):
+    """A statement exported with its platform's headings reconciles from the command line
+    with no --column, and the summary says which heading was read for which column."""
+    path = tmp_path / "export.csv"
+    path.write_text(f"Click ID,Order ID,Conversion Status,Payout,Currency Code\n{cid(1)},{cid(1)},paid,100,usd\n",
+                    encoding="utf-8")
+    assert main(["reconcile", "--data", str(data), "--partner", "acme", "--statement", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert ("statement columns read: click_id <- 'Click ID', transaction_id <- 'Order ID', "
+            "status <- 'Conversion Status', amount <- 'Payout', currency <- 'Currency Code'") in out
+    result = pipeline.reconcile(data, partner="acme", statement=path)
+    assert dict(result.summary.select("outcome", "rows").rows())["matched"] == 1
+    # an explicit mapping wins over a guess, and a heading is never read for two columns
+    assert statement_columns(["Payout", "amount", "Click ID"], {"amount": "Payout"}) == {
+        **DEFAULT_COLUMNS, "amount": "Payout", "click_id": "Click ID"}
+    assert statement_columns(["Click ID", "cid"])["click_id"] == "Click ID"
 
 
 def test_bad_statements_are_explained(data, tmp_path):
