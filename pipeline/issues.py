@@ -160,8 +160,12 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         pl.when(pl.col("reason").is_in(AUTH_REASONS)).then(sender_text()).otherwise(pl.col("own_detail"))
         .alias("own_detail"))
 
-    unrouted = events.filter((pl.col("kind") == "unrouted") & pl.col("click_id").is_not_null()).with_columns(
-        pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
+    # A postback to a wrong path names no partner, but its click id, when it is ours, does:
+    # support sees whose integration to fix.
+    click_partner = clicks.select("click_id", pl.col("partner_id").alias("click_partner_id"))
+    unrouted = events.filter((pl.col("kind") == "unrouted") & pl.col("click_id").is_not_null()).join(
+        click_partner, on="click_id", how="left").with_columns(
+        pl.coalesce("partner_id", "key_partner_id", "click_partner_id").alias("partner_id"),
         pl.coalesce("result", "error").alias("result"),
         pl.lit("wrong_path").alias("reason"),
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"),

@@ -315,6 +315,9 @@ def test_issue_reasons_for_support(tmp_path):
     assert issues.filter(pl.col("reason") == "ip_not_allowed")["http_status"].to_list() == [403]
     wrong_path = issues.row(-1, named=True)
     assert (wrong_path["kind"], wrong_path["path"], wrong_path["click_id"]) == ("unrouted", "/postbak", cid(1))
+    # no key and no partner in the path: the click's partner is the one to tell
+    assert wrong_path["partner_id"] == tables["clicks"].filter(pl.col("click_id") == cid(1))["partner_id"][0]
+    assert wrong_path["partner_id"] is not None
     assert tables["conversions"].is_empty()
 
 
