@@ -215,12 +215,17 @@ def _third_candidates(keys: pl.Series, queries: pl.Series) -> pl.Series:
     """Known ids sharing an anchored third with a sent id, as NearestClickIndex.find probes them."""
     probe = _third_probes(queries)
     frame = pl.DataFrame({"key": keys}).with_columns(pl.col("key").str.len_chars().cast(pl.Int64).alias("n"))
-    frame = frame.filter(pl.col("n") >= 6).with_columns((pl.col("n") // 3).alias("i"),
-                                                        (2 * pl.col("n") // 3).alias("j"))
-    parts = pl.concat([
-        frame.select("key", "n", pl.lit("a").alias("part_kind"), pl.col("key").str.slice(0, pl.col("i")).alias("part")),
-        frame.select("key", "n", pl.lit("b").alias("part_kind"),
-                     pl.col("key").str.slice(pl.col("i"), pl.col("j") - pl.col("i")).alias("part")),
-        frame.select("key", "n", pl.lit("c").alias("part_kind"), pl.col("key").str.slice(pl.col("j")).alias("part")),
-    ])
-    return parts.join(probe, on=["part_kind", "n", "part"], how="semi")["key"]
+    key = pl.col("key")
+    found: list[pl.Series] = []
+    # Known ids have few lengths (36 for UUIDs): per length, each third is one slice of the
+    # keys tested against the probes' set, with no frame of every key's three parts.
+    for n in sorted(set(frame["n"].unique().to_list()) & set(probe["n"].unique().to_list())):
+        if n < 6:
+            continue
+        i, j = _thirds(n)
+        same = frame.filter(pl.col("n") == n)
+        for kind, part in (("a", key.str.slice(0, i)), ("b", key.str.slice(i, j - i)), ("c", key.str.slice(j))):
+            wanted = probe.filter((pl.col("part_kind") == kind) & (pl.col("n") == n))["part"]
+            if len(wanted):
+                found.append(same.filter(part.is_in(wanted.implode()))["key"])
+    return pl.concat(found) if found else pl.Series("key", [], dtype=pl.String)
