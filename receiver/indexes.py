@@ -106,6 +106,8 @@ def bucket_offsets(keys: bytes) -> array:
     """offsets[b] = index of the first key whose first two bytes are >= b (BUCKETS + 1 entries)."""
     n = len(keys) // KEY_BYTES
     offsets = array("I", bytes(4 * (BUCKETS + 1)))
+    if n == 0:  # every offset is 0: the loop below costs ~90 ms, paid by every empty start
+        return offsets
     lo = 0
     pad = bytes(KEY_BYTES - 2)
     for bucket in range(BUCKETS):
