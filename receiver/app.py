@@ -28,7 +28,13 @@ from receiver.log import LogRecordError, LogWriteError, SegmentWriter
 from receiver.openapi import OPENAPI_PATH, document_bytes
 from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
 from receiver.postbacks import DIALECTS, PostbackInput, decide_postback, request_part
-from receiver.snapshot import build_sidecar, index_dir_for, load_indexes, write_base
+from receiver.snapshot import (
+    build_sidecar,
+    build_sidecar_in_child,
+    index_dir_for,
+    load_indexes,
+    write_base,
+)
 from receiver.timeutil import format_utc, utc_now
 
 log = logging.getLogger("clickledger.receiver")
@@ -140,7 +146,7 @@ class Receiver:
 
     def _segment_sealed(self, segment: Path) -> None:
         """A rotated segment gets its sidecar now, so the next start need not read it."""
-        self._in_background(_build_sidecar_quietly, segment, self.index_dir)
+        self._in_background(_build_sidecar_quietly, segment, self.index_dir, True)
 
     def close(self) -> None:
         segment = self.writer.segment_path
@@ -153,9 +159,18 @@ class Receiver:
         self._cache_threads.clear()
 
 
-def _build_sidecar_quietly(segment: Path, index_dir: Path) -> None:
+# From this size on, a sealed segment's sidecar is built in a child process: scanning it in
+# this one would hold the GIL for ~25 ms per MiB while requests wait (the default segment
+# is 64 MiB). Smaller ones (tests, tiny deployments) are not worth a process.
+CHILD_SIDECAR_BYTES = 4 * 1024 * 1024
+
+
+def _build_sidecar_quietly(segment: Path, index_dir: Path, serving: bool = False) -> None:
     try:
-        build_sidecar(segment, index_dir)
+        if serving and segment.stat().st_size >= CHILD_SIDECAR_BYTES:
+            build_sidecar_in_child(segment, index_dir)
+        else:
+            build_sidecar(segment, index_dir)
     except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
         log.warning("no index sidecar for %s: %s", segment.name, exc)
 

@@ -304,6 +304,25 @@ def _build_in_worker(segment: str, index_dir: str) -> IndexData:
     return build_sidecar(Path(segment), Path(index_dir))
 
 
+def build_sidecar_in_child(segment: Path, index_dir: Path, timeout: float = 600.0) -> None:
+    """build_sidecar in a child process (`python -m receiver.snapshot SEGMENT INDEX_DIR`).
+
+    A serving receiver calls this from a background thread at each rotation: scanning a
+    64 MiB segment is ~1.5 s of Python, which in-process would hold the GIL the request
+    threads need. Waiting for a child releases it. Raises OSError or SubprocessError
+    (with the child's last words) when no sidecar was written.
+    """
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "receiver.snapshot", str(segment), str(index_dir)],
+                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                          timeout=timeout, check=False)
+    if done.returncode != 0:
+        said = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:] or ["no message"]
+        raise subprocess.SubprocessError(f"the sidecar builder exited {done.returncode}: {said[0]}")
+
+
 # ---------------------------------------------------------------- merging
 
 
@@ -478,3 +497,11 @@ def write_base(index_dir: Path, data: IndexData) -> None:
         write_index_file(index_dir / BASE_NAME, data)
     except OSError as exc:
         log.warning("could not write the index base: %s", exc)
+
+
+if __name__ == "__main__":  # build_sidecar_in_child's child: python -m receiver.snapshot SEGMENT INDEX_DIR
+    import sys
+
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m receiver.snapshot SEGMENT INDEX_DIR")
+    build_sidecar(Path(sys.argv[1]), Path(sys.argv[2]))

@@ -28,6 +28,7 @@ from receiver.snapshot import (
     index_dir_for,
     load_indexes,
     read_index_file,
+    scan_segment,
     sidecar_path,
     write_index_file,
 )
@@ -263,6 +264,33 @@ def test_rotation_writes_the_sealed_segments_sidecar(make_harness, data_dir: Pat
     assert all(read_index_file(sidecar_path(index, s.name)) is not None for s in segments)
     again = make_harness(data_dir)
     assert all(again.receiver.clicks.get(c) is not None for c in cids)
+
+
+def test_a_serving_receiver_builds_big_sidecars_in_a_child_process(make_harness, data_dir: Path, monkeypatch,
+                                                                   caplog) -> None:
+    """Past CHILD_SIDECAR_BYTES the scan runs in `python -m receiver.snapshot`, off the server's
+    GIL; its sidecar is the one build_sidecar writes in process."""
+    import receiver.app
+    from receiver.app import Settings
+
+    monkeypatch.setattr(receiver.app, "CHILD_SIDECAR_BYTES", 1)
+    h = make_harness(data_dir, settings=Settings(data_dir, segment_bytes=2000))
+    cids = [h.link_click("alpha-1") for _ in range(6)]
+    h.close()
+    segments = segment_paths(data_dir / "log")
+    index = index_dir_for(data_dir / "log")
+    for segment in segments[:-1]:  # sealed by rotation: built by the child
+        assert read_index_file(sidecar_path(index, segment.name)) == scan_segment(segment)
+    again = make_harness(data_dir)
+    assert all(again.receiver.clicks.get(c) is not None for c in cids)
+    again.close()
+    # a child that cannot build one says why; the receiver goes on (the next start scans it)
+    not_a_segment = data_dir / "segment-99999999.ndjson"
+    not_a_segment.mkdir()
+    with caplog.at_level("WARNING"):
+        receiver.app._build_sidecar_quietly(not_a_segment, index, True)
+    assert "no index sidecar for segment-99999999.ndjson: the sidecar builder exited 1: " in caplog.text
+    assert "IsADirectoryError" in caplog.text
 
 
 def test_rotation_calls_on_sealed_with_the_sealed_segment(tmp_path: Path) -> None:
