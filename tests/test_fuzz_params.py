@@ -22,7 +22,15 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_auth_config import AUTH_CONFIG
 
-from receiver.clicks import append_query, earn_click, is_under, link_click
+from receiver.clicks import (
+    _STAND_INS,
+    append_query,
+    build_link_url,
+    earn_click,
+    is_under,
+    link_click,
+    link_redirect_url,
+)
 from receiver.config import Config, Link, Offer, Partner, Product, RevenueShare
 from receiver.errors import HTTP_STATUS, Refusal
 from receiver.params import (
@@ -415,6 +423,41 @@ def test_parse_amount_fast_path_equals_decimal_formatting(raw: str) -> None:
         return
     if fast[0] == "ok":
         assert fast[1] == format(number, "f") and Decimal(fast[1]) == number
+
+
+@st.composite
+def macro_urls(draw: st.DrawFn) -> str:
+    """A configured URL with click id macros anywhere: host, path, query names and values."""
+    url = draw(configured_urls())
+    for _ in range(draw(st.integers(0, 3))):
+        at = draw(st.integers(0, len(url)))
+        url = url[:at] + draw(st.sampled_from(["{click_id}", "{clickid}", "click_id=", "&", "=", "?", "#"])) + url[at:]
+    return url
+
+
+@FUZZ
+@given(url=configured_urls() | macro_urls() | any_text, offer=st.sampled_from(["o", "click_id"]) | any_text,
+       affiliate=st.sampled_from(["a", "offer_id"]) | any_text, click=st.uuids(), stand_in=st.booleans())
+def test_link_redirect_template_equals_the_general_builder(url: str, offer: str, affiliate: str, click: Any,
+                                                           stand_in: bool) -> None:
+    click_id = _STAND_INS[1] if stand_in else str(click)
+    try:
+        expected: Any = build_link_url(url, offer, affiliate, click_id)
+    except ValueError as exc:  # urlsplit refuses some texts: the fast path must refuse them alike
+        expected = type(exc)
+    for _ in range(2):  # the first call builds the template, the second uses it
+        try:
+            got: Any = link_redirect_url(url, offer, affiliate, click_id)
+        except ValueError as exc:
+            got = type(exc)
+        assert got == expected
+
+
+def test_link_redirect_template_is_not_used_when_a_stand_in_is_in_the_url() -> None:
+    url = f"https://shop.example/land?ref={_STAND_INS[0]}&c={{click_id}}"
+    click_id = "2b0d4c1e-1a2b-4c3d-8e9f-0123456789ab"
+    assert link_redirect_url(url, "o", "a", click_id) == build_link_url(url, "o", "a", click_id)
+    assert _STAND_INS[0] in link_redirect_url(url, "o", "a", click_id)
 
 
 def test_random_uuids_are_version_4_and_distinct_across_threads() -> None:
