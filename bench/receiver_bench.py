@@ -2,9 +2,10 @@
 
 Both servers run the same waitress settings (receiver.server.waitress_options) on
 loopback; load comes from wrk with Lua scripts that vary click and transaction ids
-and check every answer. Every figure is measured in this run.
+and check every answer. Every figure is measured in this run: the median of alternating
+runs of ours and the ceiling (one run on a 2-core machine swings by a third).
 
-    python bench/receiver_bench.py [--seconds 8] [--threads 64]
+    python bench/receiver_bench.py [--seconds 8] [--rounds 3] [--threads 64]
 """
 
 from __future__ import annotations
@@ -114,8 +115,32 @@ SCENARIOS = (
 RATIO_TARGET = 0.8
 
 
-def run(work: Path, seconds: int = 8, threads: int = 64, clicks: int = 5000) -> list[Figure]:
-    """Parts 1 and 2: the receiver against the ceiling, alternating, on the same waitress settings."""
+@dataclass
+class Measured:
+    """One scenario on one server: wrk's figures and the server's own CPU per answer."""
+
+    wrk: WrkResult
+    cpu_us: float
+
+
+def _measure(wrk: str, proc: subprocess.Popen, port: int, script: str, conns: int, seconds: int,
+             env: dict[str, str]) -> Measured:
+    cpu0 = _server_cpu_seconds(proc.pid)
+    result = run_wrk(wrk, f"http://127.0.0.1:{port}", BENCH / script, conns, seconds, env)
+    cpu1 = _server_cpu_seconds(proc.pid)
+    return Measured(result, 1e6 * (cpu1 - cpu0) / max(1.0, result.rps * seconds))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def run(work: Path, seconds: int = 8, threads: int = 64, clicks: int = 5000, rounds: int = 3) -> list[Figure]:
+    """Parts 1 and 2: the receiver against the ceiling, alternating, on the same waitress settings.
+
+    Each scenario runs `rounds` times on each server, alternating ours and the ceiling's, and
+    each figure is the median (a single run on this machine swings by a third)."""
     wrk = ensure_wrk()
     work.mkdir(parents=True, exist_ok=True)
     write_demo_config(work)
@@ -130,24 +155,29 @@ def run(work: Path, seconds: int = 8, threads: int = 64, clicks: int = 5000) -> 
         wait_healthy(f"http://127.0.0.1:{ours_port}", proc=ours)
         _wait_port(ceiling_port)
         for part, name, script, conns, p99_target in SCENARIOS:
-            cpu0 = _server_cpu_seconds(ours.pid)
-            mine = run_wrk(wrk, f"http://127.0.0.1:{ours_port}", BENCH / script, conns, seconds, env)
-            cpu1 = _server_cpu_seconds(ours.pid)
-            top_cpu0 = _server_cpu_seconds(ceiling.pid)
-            top = run_wrk(wrk, f"http://127.0.0.1:{ceiling_port}", BENCH / script, conns, seconds, env)
-            top_cpu1 = _server_cpu_seconds(ceiling.pid)
-            ratio = mine.rps / top.rps if top.rps else 0.0
-            mine_us = 1e6 * (cpu1 - cpu0) / max(1.0, mine.rps * seconds)
-            top_us = 1e6 * (top_cpu1 - top_cpu0) / max(1.0, top.rps * seconds)
-            checked = " ".join(f"{k}={v}" for k, v in mine.checked.items())
-            detail = (f"p50 {mine.p50_ms:.1f} ms, p99 {mine.p99_ms:.1f} ms (ceiling p99 {top.p99_ms:.1f}); "
-                      f"server CPU {mine_us:.0f} us/req vs ceiling {top_us:.0f}; {checked}")
-            figures.append(Figure(part, f"{name}, {conns} conns", mine.rps, "req/s", f">= {RATIO_TARGET} x ceiling",
-                                  ratio >= RATIO_TARGET, top.rps, ratio, detail))
+            mine: list[Measured] = []
+            top: list[Measured] = []
+            for _ in range(rounds):
+                mine.append(_measure(wrk, ours, ours_port, script, conns, seconds, env))
+                top.append(_measure(wrk, ceiling, ceiling_port, script, conns, seconds, env))
+            rps, top_rps = _median([m.wrk.rps for m in mine]), _median([m.wrk.rps for m in top])
+            p50, p99 = _median([m.wrk.p50_ms for m in mine]), _median([m.wrk.p99_ms for m in mine])
+            top_p99 = _median([m.wrk.p99_ms for m in top])
+            ratio = rps / top_rps if top_rps else 0.0
+            checked = " ".join(f"{k}={sum(m.wrk.checked.get(k, 0) for m in mine)}"
+                               for k in mine[0].wrk.checked)
+            runs = "" if rounds == 1 else (
+                f"median of {rounds} alternating runs (ours {', '.join(f'{m.wrk.rps:,.0f}' for m in mine)}; "
+                f"ceiling {', '.join(f'{m.wrk.rps:,.0f}' for m in top)}); ")
+            detail = (f"{runs}p50 {p50:.1f} ms, p99 {p99:.1f} ms (ceiling p99 {top_p99:.1f}); server CPU "
+                      f"{_median([m.cpu_us for m in mine]):.0f} us/req vs ceiling "
+                      f"{_median([m.cpu_us for m in top]):.0f}; {checked}")
+            figures.append(Figure(part, f"{name}, {conns} conns", rps, "req/s", f">= {RATIO_TARGET} x ceiling",
+                                  ratio >= RATIO_TARGET, top_rps, ratio, detail))
             if p99_target is not None:
-                figures.append(Figure(part, f"p99 latency, {conns} conns", mine.p99_ms, "ms",
-                                      f"<= {p99_target:g} ms", mine.p99_ms <= p99_target, top.p99_ms, None,
-                                      "reference: the ceiling's p99"))
+                figures.append(Figure(part, f"p99 latency, {conns} conns", p99, "ms",
+                                      f"<= {p99_target:g} ms", p99 <= p99_target, top_p99, None,
+                                      "reference: the ceiling's p99 (medians)"))
     finally:
         stop_receiver(ours)
         stop_receiver(ceiling)
@@ -159,13 +189,15 @@ def main() -> int:
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--threads", type=int, default=64)
     parser.add_argument("--clicks", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3, help="runs per scenario and server; the median counts")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="clickledger-bench-"))
     try:
-        figures = run(work, args.seconds, args.threads, args.clicks)
+        figures = run(work, args.seconds, args.threads, args.clicks, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    print(f"receiver benchmark: wrk -t2, {args.seconds} s per figure, waitress threads={args.threads}, "
+    print(f"receiver benchmark: wrk -t2, {args.rounds} x {args.seconds} s per figure and server, "
+          f"waitress threads={args.threads}, "
           f"{os.cpu_count()} cores")
     print_table(figures)
     return 0

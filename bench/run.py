@@ -31,8 +31,8 @@ from common import Figure, print_table  # noqa: E402
 
 # The pipeline parts run at 1M events so that `make bench` stays under 15 minutes on 2 cores;
 # `python bench/pipeline_bench.py --events 10000000` measures them at 10M (about 25 minutes).
-FULL = {"seconds": 8, "clicks": 10_000_000, "events": 1_000_000}
-QUICK = {"seconds": 1, "clicks": 50_000, "events": 50_000}
+FULL = {"seconds": 8, "rounds": 3, "clicks": 10_000_000, "events": 1_000_000}
+QUICK = {"seconds": 1, "rounds": 1, "clicks": 50_000, "events": 50_000}
 
 
 def machine() -> str:
@@ -61,7 +61,7 @@ def main() -> int:
             import receiver_bench
 
             print("parts 1-2: receiver vs the bare Falcon+waitress ceiling under wrk...", file=sys.stderr, flush=True)
-            figures += [f for f in receiver_bench.run(work / "receiver", seconds=sizes["seconds"])
+            figures += [f for f in receiver_bench.run(work / "receiver", seconds=sizes["seconds"], rounds=sizes["rounds"])
                         if int(f.part.split()[0]) in parts]
         if 3 in parts:
             import startup_bench
