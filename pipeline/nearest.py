@@ -18,7 +18,7 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import polars as pl
 
@@ -35,25 +35,12 @@ def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
     n, m = len(a), len(b)
     if abs(n - m) > limit:
         return limit + 1
-    # A common prefix or suffix never changes the distance: cut both (found by binary search,
-    # each probe one C-level comparison), so a typo in a 36-character id leaves a table of a
-    # few cells instead of 36 rows of Python.
-    lo, hi = 0, min(n, m)
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[:mid] == b[:mid]:
-            lo = mid
-        else:
-            hi = mid - 1
-    a, b = a[lo:], b[lo:]
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if a[len(a) - mid:] == b[len(b) - mid:]:
-            lo = mid
-        else:
-            hi = mid - 1
-    a, b = a[:len(a) - lo], b[:len(b) - lo]
+    # A common prefix or suffix never changes the distance: cut both, so a typo in a
+    # 36-character id leaves a table of a few cells instead of 36 rows of Python.
+    head = _common_length(a, b, lambda s, k: s[:k])
+    a, b = a[head:], b[head:]
+    tail = _common_length(a, b, lambda s, k: s[len(s) - k:])
+    a, b = a[:len(a) - tail], b[:len(b) - tail]
     n, m = len(a), len(b)
     if n == 0 or m == 0:
         return min(max(n, m), limit + 1)
@@ -79,6 +66,19 @@ def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
             return over
         previous = current
     return min(previous[m], over)
+
+
+def _common_length(a: str, b: str, part: Callable[[str, int], str]) -> int:
+    """The largest k with part(a, k) == part(b, k) (a common prefix or suffix length), found by
+    binary search: each probe is one C-level comparison, never a Python loop per character."""
+    lo, hi = 0, min(len(a), len(b))
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if part(a, mid) == part(b, mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _thirds(n: int) -> tuple[int, int]:

@@ -140,6 +140,11 @@ def read_statement_csv(source: str | os.PathLike[str] | bytes) -> pl.DataFrame:
         raw = pl.read_csv(io.BytesIO(source), infer_schema=False, encoding="utf8-lossy")
     except Exception as exc:  # polars raises several error types for unreadable CSV
         raise StatementError(f"{where}cannot read it as CSV: {exc}") from None
+    return _trim_headings(raw)
+
+
+def _trim_headings(raw: pl.DataFrame) -> pl.DataFrame:
+    """Headings without surrounding spaces or a byte-order mark (spreadsheet exports add both)."""
     return raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
 
 
@@ -173,8 +178,7 @@ def read_statement(statement: str | os.PathLike[str] | pl.DataFrame,
 def _statement_raw(statement: str | os.PathLike[str] | pl.DataFrame) -> tuple[str, pl.DataFrame]:
     """(a name for messages, every cell as text with trimmed headings)."""
     if isinstance(statement, pl.DataFrame):
-        raw = statement.select(pl.all().cast(pl.String))
-        return "the statement", raw.rename({c: c.lstrip("\ufeff").strip() for c in raw.columns})
+        return "the statement", _trim_headings(statement.select(pl.all().cast(pl.String)))
     return str(statement), read_statement_csv(statement)
 
 
