@@ -8,7 +8,7 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from pipeline.issues import fix_guide
+    from pipeline.issues import with_advice
     from pipeline.notebook_support import (
         cli_arg,
         default_data_dir,
@@ -28,7 +28,7 @@ def _():
 
     Why a partner's postback did not become a conversion, and what to tell them. Everything
     here comes from the receiver's log, where every request is kept, refused ones too; the
-    reasons and fixes come from `pipeline` (`postback_issues`, `fix_guide`, `click_story`).
+    reasons and fixes come from `pipeline` (`postback_issues`, `with_advice`, `click_story`).
     """)
     return
 
@@ -179,10 +179,8 @@ def _(issues):
 @app.cell
 def _(issues):
     mo.stop(issues.is_empty())
-    _seen = issues.group_by("reason").agg(pl.len().alias("issues"))
-    table = _seen.join(fix_guide(), on="reason", how="left").sort(["issues", "reason"], descending=[True, False]
-                                                                 ).select("reason", "issues", "symptom",
-                                                                          "likely_cause", "fix")
+    table = with_advice(issues.group_by("reason").agg(pl.len().alias("issues"))).sort(
+        ["issues", "reason"], descending=[True, False]).select("reason", "issues", "symptom", "likely_cause", "fix")
     mo.vstack([
         mo.md("## What to tell the partner\n\nPer reason: what the partner sees, the likely cause, and "
               "the fix to send them (the partner guide's troubleshooting table, extended to every reason)."),

@@ -1,9 +1,11 @@
 """postback_issues: every postback that did not record a counting conversion, with a reason support can act on.
 
 Sources:
-- refused postbacks (their error code, refined: an unknown click id is told apart as
-  an empty id, an unsubstituted macro, a malformed id or an unknown id with the
-  nearest known click id; a wrong key as missing, wrong, or another partner's);
+- refused postbacks: every code the receiver answers maps to a reason (`reasons_for_code`),
+  refined where what was sent tells more: an unknown click id is told apart as an
+  unsubstituted macro, a malformed id or a well-formed id we never issued, with the
+  nearest known click id; a wrong key as wrong or another partner's. A code this
+  version does not know stays its own reason;
 - `duplicate` postbacks whose amount, currency or commission contradicts the recorded
   conversion (`conflicting_duplicate`, even when their status step was applied: the
   detail names both values), and those that changed nothing (`duplicate`,
@@ -18,23 +20,94 @@ Sources:
 
 from __future__ import annotations
 
-import re
-
 import polars as pl
 
 from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
-from receiver.params import looks_like_macro
+from receiver.errors import HTTP_STATUS
+from receiver.params import click_id_shape
 
-UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+# Reasons a click id we did not find is told apart into, by its shape (receiver.params.click_id_shape,
+# which also words the receiver's click_not_found message).
+CLICK_ID_REASONS = {
+    "empty": "empty_click_id",
+    "macro": "unsubstituted_macro",
+    "malformed": "malformed_click_id",
+    "uuid": "unknown_click_id",
+}
+# Two codes the receiver answers are refined by what was sent: the click id's shape, and whose key it is.
+REFINED_CODES: dict[str, tuple[str, ...]] = {
+    "click_not_found": ("unsubstituted_macro", "malformed_click_id", "unknown_click_id"),
+    "invalid_api_key": ("wrong_api_key", "key_of_another_partner"),
+}
+# Every other code the receiver answers (receiver.errors.HTTP_STATUS) is one reason. Most keep their
+# name; a few are named for what support sees. Click and any-route codes are here too: they have no
+# postback_issues row of their own (but for a postback route's 405, 413, 500, 503), yet support looks
+# them up in the fix guide all the same.
+ERROR_REASONS = {
+    # postbacks
+    "click_id_required": "empty_click_id",
+    "api_key_required": "missing_api_key",
+    "campaign_id_required": "missing_campaign_id",
+    "campaign_mismatch": "campaign_mismatch",
+    "click_expired": "click_expired",
+    "ip_not_allowed": "ip_not_allowed",
+    "signature_required": "signature_required",
+    "invalid_signature": "invalid_signature",
+    "signature_expired": "signature_expired",
+    "invalid_amount": "invalid_amount",
+    "invalid_commission": "invalid_commission",
+    "invalid_currency": "invalid_currency",
+    "invalid_body": "invalid_body",
+    # clicks
+    "link_not_found": "link_not_found",
+    "token_required": "token_required",
+    "invalid_token": "invalid_token",
+    "product_not_found": "product_not_found",
+    "invalid_task_url": "invalid_task_url",
+    # any route
+    "bad_request": "bad_request",
+    "not_found": "wrong_path",
+    "method_not_allowed": "method_not_allowed",
+    "body_too_large": "body_too_large",
+    "internal_error": "internal_error",
+    "log_unavailable": "log_unavailable",
+    "overloaded": "overloaded",
+}
+AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "signature_expired")
+COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
+DUPLICATE_REASONS = ("duplicate", "conflicting_duplicate", "status_is_final", "status_change_not_allowed")
+# A postback record with neither a result nor an error (postbacks.result says "unanswered").
+UNANSWERED = "unanswered"
+
+
+def reasons_for_code(code: str) -> tuple[str, ...]:
+    """The postback_issues reason(s) a code the receiver answers becomes; ValueError for a code it never answers."""
+    if code in REFINED_CODES:
+        return REFINED_CODES[code]
+    if code in ERROR_REASONS:
+        return (ERROR_REASONS[code],)
+    raise ValueError(f"{code!r} is not a code the receiver answers (receiver.errors.HTTP_STATUS)")
+
+
+# Every reason build_issues gives, and every reason a receiver code stands for: each has a DETAILS
+# text and a FIX_GUIDE row (tests/test_troubleshooting_advice.py holds them to it).
+REASONS: tuple[str, ...] = tuple(dict.fromkeys([
+    *CLICK_ID_REASONS.values(),
+    *(reason for code in HTTP_STATUS for reason in reasons_for_code(code)),
+    *DUPLICATE_REASONS, *COUNTING_REASONS, "test_postback", UNANSWERED,
+]))
 
 DETAILS = {
     "empty_click_id": "No click id was sent (click_id, cid, clickid or clickId is missing or empty).",
     "unsubstituted_macro": "The click id is a macro the partner's tracker did not fill in; fix the macro name "
                            "in the postback URL.",
-    "malformed_click_id": "The click id is not one we generate (a UUID); check which value the tracker passes.",
-    "unknown_click_id": "No click with this id: wrong, stale or never captured at click time.",
+    "malformed_click_id": "The click id is not one we generate (a UUID): it was cut or altered on the way, or "
+                          "another parameter's value was sent; check which value the tracker passes.",
+    "unknown_click_id": "A well-formed click id (a UUID) we never issued: the click was not made through our "
+                        "tracking link, or the id comes from another network or environment; the partner must "
+                        "send the click_id our redirect gave.",
     "click_expired": "The click had expired when the postback arrived.",
     "key_of_another_partner": "The api key belongs to another partner than the one owning the click's offer.",
     "wrong_api_key": "The api key belongs to no partner (wrong, or regenerated).",
@@ -58,36 +131,42 @@ DETAILS = {
     "signature_expired": "Refused: a correctly signed postback whose X-Timestamp is outside the allowed window: "
                          "the sender's clock is off, or the request was replayed late. Ask the partner to check "
                          "its clock and resend.",
+    "invalid_amount": "Refused: amount (or payout) is not a plain number from 0 to 1e12 with at most 8 decimals "
+                      "(an unfilled macro, a currency sign or a decimal comma); see the query or body sent.",
+    "invalid_commission": "Refused: commission is not a plain number from 0 to 1e12 with at most 8 decimals "
+                          "(an unfilled macro, a currency sign or a decimal comma); see the query or body sent.",
+    "invalid_currency": "Refused: currency is not a 3-letter ISO 4217 code (USD, EUR...).",
+    "invalid_body": "Refused: the JSON body does not parse, is not an object of parameters, or is nested too "
+                    "deep; the raw body is kept in the log.",
+    "method_not_allowed": "Refused: sent with a method this route does not take (postbacks take GET or POST).",
+    "body_too_large": "Refused: the request body is over the receiver's size limit (1 MiB by default).",
+    "bad_request": "Refused: the request could not be read (malformed HTTP, headers or encoding).",
+    "internal_error": "Failed on our side (an unexpected error, with its traceback in the receiver's output); "
+                      "the partner can resend, a repeat is never counted twice.",
+    "log_unavailable": "Refused: the receiver could not make the request's record durable (the log's disk); "
+                       "the partner should resend.",
+    "overloaded": "Refused: the receiver was at capacity (load shedding); the partner should resend after a "
+                  "second.",
+    "link_not_found": "A tracking link whose slug is not in config.toml.",
+    "token_required": "An earn-app click without an Authorization: Bearer token.",
+    "invalid_token": "An earn-app click whose bearer token belongs to no user.",
+    "product_not_found": "An earn-app click for a product that is not in config.toml.",
+    "invalid_task_url": "An earn-app click whose taskUrl is not under the product's task URL.",
     "test_postback": "A test postback: answered, never recorded.",
     "fx_missing": "Recorded, but no fx rate for its currency on or before its day: it does not count until "
                   "fx_rates.csv has one.",
     "click_unknown": "Recorded, but its click is not in the log: it does not count.",
     "no_offer_terms": "Recorded, but no revenue share is known for its offer: it does not count.",
+    UNANSWERED: "Logged with neither a result nor an error code: the receiver did not say what it did.",
 }
-ERROR_REASONS = {
-    "click_id_required": "empty_click_id",
-    "api_key_required": "missing_api_key",
-    "campaign_id_required": "missing_campaign_id",
-    "campaign_mismatch": "campaign_mismatch",
-    "click_expired": "click_expired",
-    # the receiver's authentication refusals map one to one
-    "ip_not_allowed": "ip_not_allowed",
-    "signature_required": "signature_required",
-    "invalid_signature": "invalid_signature",
-    "signature_expired": "signature_expired",
-}
-AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "signature_expired")
-COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
 
 
 def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[str, str | None]:
     """(reason, nearest known click id) for a click id we did not find."""
-    if click_id is None or not click_id.strip():
-        return "empty_click_id", None
-    if looks_like_macro(click_id):
-        return "unsubstituted_macro", None
-    nearest = index.find(click_id)
-    return ("unknown_click_id" if UUID_RE.match(click_id.strip()) else "malformed_click_id"), nearest
+    shape = click_id_shape(click_id)
+    if shape in ("empty", "macro"):
+        return CLICK_ID_REASONS[shape], None
+    return CLICK_ID_REASONS[shape], index.find(click_id)  # type: ignore[arg-type]
 
 
 def duplicate_reasons(postbacks: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
@@ -130,7 +209,7 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
     if not not_found.is_empty():
         # classify each distinct sent id once, against an index of only the clicks it can reach
         sent = not_found["click_id"].unique().to_list()
-        index = index_for(clicks["click_id"], [s for s in sent if s and s.strip() and not looks_like_macro(s)])
+        index = index_for(clicks["click_id"], [s for s in sent if click_id_shape(s) in ("malformed", "uuid")])
         verdicts = {s: classify_click_id(s, index) for s in sent}
         for event_id, click_id in not_found.select("event_id", "click_id").iter_rows():
             reason, nearest = verdicts[click_id]
@@ -145,7 +224,7 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         .then(pl.lit("key_of_another_partner"))
         .when(err == "invalid_api_key").then(pl.lit("wrong_api_key"))
         .otherwise(err.replace_strict(ERROR_REASONS, default=err, return_dtype=pl.String))
-        .fill_null(pl.col("result")).alias("reason"))
+        .fill_null(pl.col("result")).alias("reason"))  # neither error nor result: UNANSWERED
     dupes = postbacks.join(steps, on="event_id", how="inner").with_columns(
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
     refused = refused.with_columns(pl.lit(None, dtype=pl.String).alias("own_detail"))
@@ -200,10 +279,11 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "The id was cut or altered on the way (truncated field, URL-encoding, another parameter's value)",
      "Store the click_id from our redirect unchanged and send it back as is; nearest_click_id shows "
      "the click it most likely was"),
-    ("unknown_click_id", "Postback answers click_not_found",
-     "The click_id is wrong, stale, or was never captured on your side at the moment of the click",
-     "Capture click_id from the landing page URL at the click and carry it to the order; "
-     "nearest_click_id shows a close match when there is one"),
+    ("unknown_click_id", "Postback answers click_not_found; the id is a well-formed UUID",
+     "A click id we never issued: the click was not made through our tracking link, or the id comes from "
+     "another network or from a test or staging environment",
+     "Send the click_id our redirect gave for this click (capture it from the landing URL at the click), to "
+     "the receiver that issued it; nearest_click_id shows a close match of ours when there is one"),
     ("click_expired", "Postback answers click_expired",
      "The conversion came after the offer's click lifetime (click_ttl_hours)",
      "Send postbacks within the click lifetime, or ask us to extend it for this offer"),
@@ -255,9 +335,81 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "Sign the exact bytes sent with the current secret"),
     ("signature_expired", "Postback answers signature_expired",
      "X-Timestamp is more than 300 s from our clock", "Sync the sender's clock (NTP); never replay old postbacks"),
+    ("invalid_amount", "Postback answers 400 invalid_amount",
+     "amount (or payout) is not a plain number from 0 to 1e12 with at most 8 decimals: an unfilled {payout} "
+     "macro, a currency sign (12 USD), a decimal comma (1,5) or a negative value",
+     "Send the amount as a bare decimal with a dot (12.50) and the currency in its own parameter; "
+     "leave it out when there is none (it defaults to 0)"),
+    ("invalid_commission", "Postback answers 400 invalid_commission",
+     "commission is not a plain number from 0 to 1e12 with at most 8 decimals: an unfilled macro, a "
+     "currency sign, a decimal comma or a negative value",
+     "Send the commission as a bare decimal with a dot (1.25), or leave it out"),
+    ("invalid_currency", "Postback answers 400 invalid_currency",
+     "currency is not a 3-letter ISO 4217 code (a symbol such as $, a name such as EURO, or an unfilled macro)",
+     "Send the ISO code (USD, EUR, GBP...), or leave currency out to use the offer's currency"),
+    ("invalid_body", "Postback (or earn-app click) answers 400 invalid_body",
+     "The JSON body does not parse, is not an object of parameters (an array or a bare string), or is "
+     "nested more than 64 levels deep",
+     "Send a JSON object such as {\"click_id\": \"...\", \"amount\": 5} with Content-Type: application/json, "
+     "or put the parameters in the query string or a form body"),
+    ("method_not_allowed", "Postback answers 405 method_not_allowed (the Allow header lists GET, POST)",
+     "The request used a method the route does not take (PUT, PATCH, DELETE...)",
+     "Send postbacks as GET with the parameters in the query string, or as POST"),
+    ("body_too_large", "Request answers 413 body_too_large",
+     "The body is over the receiver's limit (1 MiB by default)",
+     "Send only the postback's parameters; leave large payloads (files, whole orders) out"),
+    ("bad_request", "Request answers 400 bad_request",
+     "The request could not be read as HTTP: a malformed header, query string or Content-Length",
+     "Compare the request the platform sends with a plain curl of the same URL; URL-encode parameter values"),
+    ("internal_error", "Request answers 500 internal_error",
+     "An unexpected error on our side (its traceback is in the receiver's output at that time)",
+     "Partner: resend, a repeat is never counted twice. Internal: read the traceback and fix the cause"),
+    ("log_unavailable", "Request answers 503 log_unavailable",
+     "The receiver could not make the request's record durable (disk full, or the log directory unwritable), "
+     "so it recorded nothing",
+     "Partner: resend, a repeat is never counted twice. Internal: free disk space or fix the log directory"),
+    ("overloaded", "Request answers 503 overloaded with Retry-After: 1",
+     "The receiver was at capacity: more requests were waiting than max_queue (2 per thread by default)",
+     "Partner: resend after a second, with backoff. Internal: if it lasts, serve with more threads or servers"),
+    ("link_not_found", "Tracking link answers 404 link_not_found",
+     "The slug in /t/{slug} is not a link in config.toml (mistyped, or the link was removed)",
+     "Use the tracking link exactly as we gave it; internal: add the link to config.toml"),
+    ("token_required", "Earn-app click answers 401 token_required",
+     "The click request carried no Authorization: Bearer token",
+     "Send the user's token in the Authorization: Bearer header"),
+    ("invalid_token", "Earn-app click answers 401 invalid_token",
+     "The bearer token belongs to no user (mistyped, or the user's token was changed)",
+     "Send the user's current token; internal: check the user's token in config.toml"),
+    ("product_not_found", "Earn-app click answers 404 product_not_found",
+     "The product id in the click path is not a product in config.toml",
+     "Use the product id the app lists; internal: add the product to config.toml"),
+    ("invalid_task_url", "Earn-app click answers 400 invalid_task_url",
+     "taskUrl is not under the product's task URL (another host, scheme or path)",
+     "Send a taskUrl that starts with the product's task URL, or leave it out to use that URL"),
+    (UNANSWERED, "A postback in the log with no answer code",
+     "Its record has neither a result nor an error: written by an older or interrupted receiver",
+     "Internal: read the raw request in the click story (http_status, query, body) and resend it if needed"),
 )
+FIX_COLUMNS = ("symptom", "likely_cause", "fix")
 
 
 def fix_guide() -> pl.DataFrame:
     """reason, symptom, likely_cause, fix: what support tells a partner about each issue reason."""
-    return pl.DataFrame(list(FIX_GUIDE), schema=["reason", "symptom", "likely_cause", "fix"], orient="row")
+    return pl.DataFrame(list(FIX_GUIDE), schema=["reason", *FIX_COLUMNS], orient="row")
+
+
+def with_advice(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` (with a `reason` column) with the guide's symptom, likely_cause and fix for each row.
+
+    A reason the guide lacks (a code from another receiver version) reads as such rather than as
+    an empty cell: support sees that there is no advice, and where to look instead.
+    """
+    missing = pl.col("fix").is_null()
+    return frame.join(fix_guide(), on="reason", how="left").with_columns(
+        pl.when(missing).then(pl.concat_str(pl.lit("Answered "), pl.col("reason")))
+        .otherwise(pl.col("symptom")).alias("symptom"),
+        pl.when(missing).then(pl.lit("A reason the fix guide (pipeline.issues.FIX_GUIDE) does not know"))
+        .otherwise(pl.col("likely_cause")).alias("likely_cause"),
+        pl.when(missing).then(pl.lit("Read its requests in the click story (query, body, answer) and add "
+                                     "the reason to the fix guide"))
+        .otherwise(pl.col("fix")).alias("fix"))

@@ -82,6 +82,25 @@ def looks_like_macro(value: str) -> bool:
     return bool(MACRO_RE.search(value))
 
 
+# Every click id we issue is a UUID; case is not what tells a partner's id apart from ours.
+_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+
+
+def click_id_shape(value: str | None) -> str:
+    """What a click id we did not find looks like: "empty", "macro" (a tracker macro left
+    unfilled), "malformed" (not a UUID, so never one of ours) or "uuid" (well formed, but
+    not one we issued).
+
+    The receiver words its click_not_found message from this, and the pipeline its
+    postback_issues reason, so the partner hears the same diagnosis from both.
+    """
+    if value is None or not value.strip():
+        return "empty"
+    if looks_like_macro(value):
+        return "macro"
+    return "uuid" if _UUID_RE.fullmatch(value.strip()) else "malformed"
+
+
 def parse_amount(raw: Any, code: str, what: str) -> str:
     """A money amount as an exact decimal string ("12.50"); refuses junk rather than guessing."""
     if isinstance(raw, bool) or raw is None or isinstance(raw, dict | list):

@@ -21,12 +21,31 @@ from receiver.params import (
     ADVERTISER_VOCABULARY,
     BASE_VOCABULARY,
     ParamError,
+    click_id_shape,
     normalise_status,
     parse_amount,
     parse_currency,
     split_params,
 )
 from receiver.timeutil import format_utc
+
+# What to check, by what the unknown click id looks like (receiver.params.click_id_shape):
+# only an unfilled macro is a macro problem; a well-formed UUID points at where the click came from.
+_CLICK_NOT_FOUND = {
+    "macro": "no click with this id: {sent} is a macro your tracker sent unfilled; use the macro your "
+             "platform documents for the click id we passed",
+    "malformed": "no click with this id: {sent} is not a click id we issue (ours are UUIDs); send back the "
+                 "click_id our redirect gave, unchanged (not cut, re-encoded or another parameter's value)",
+    "uuid": "no click with this id: it is a well-formed click id, but not one we issued: the click was not "
+            "made through our tracking link, or the id comes from another network or environment; send the "
+            "click_id our redirect gave",
+}
+
+
+def click_not_found_message(click_id: str) -> str:
+    """The click_not_found message for a non-empty click id no click of ours has."""
+    return _CLICK_NOT_FOUND[click_id_shape(click_id)].format(sent=repr(click_id[:40]))
+
 
 # route template -> dialect (the seed system it serves)
 DIALECTS = {
@@ -200,7 +219,7 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
     if click is None:
         if key_partner is None and not config.any_public_partner:
             raise refuse("api_key_required", "send your api_key (or the X-API-Key header)")
-        raise refuse("click_not_found", "no click with this id: check the macro that fills it")
+        raise refuse("click_not_found", click_not_found_message(click_id))
     fields.update(
         partner_id=click.partner_id, offer_id=click.offer_id, affiliate_id=click.affiliate_id,
         user_id=click.user_id, product_id=click.product_id, click_source=click.source,
