@@ -113,11 +113,10 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to clickledger's parser."""
-    from receiver.cli import add_command
+    from receiver.cli import add_command, add_data_option
 
     def data_option(p: argparse.ArgumentParser) -> None:
-        p.add_argument("--data", type=Path, default=DEFAULT_DATA, metavar="DIR",
-                       help="the data directory (config.toml, log/, fx_rates.csv)")
+        add_data_option(p, DEFAULT_DATA, "the data directory (config.toml, log/, fx_rates.csv)")
 
     def skip_corrupt_option(p: argparse.ArgumentParser) -> None:
         p.add_argument("--skip-corrupt", action="store_true",

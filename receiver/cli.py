@@ -81,6 +81,7 @@ def config_missing(data_dir: Path, command: str, argv: list[str]) -> str | None:
 
 
 def is_loopback(host: str) -> bool:
+    """Whether a server bound to `host` is reachable from this machine only."""
     from receiver.config import parse_address
 
     if host.strip().lower() in LOOPBACK_NAMES:
@@ -97,13 +98,13 @@ def _serve(args: argparse.Namespace) -> int:
     from receiver.demo import published_credentials
     from receiver.server import serve
 
+    config_path = Path(args.data) / "config.toml"
     try:
-        published = published_credentials(load_config(Path(args.data) / "config.toml"))
+        published = published_credentials(load_config(config_path))
     except ConfigError as exc:
         print(f"clickledger: {exc}", file=sys.stderr)
         return 2
     if published:
-        config_path = Path(args.data) / "config.toml"
         if not is_loopback(args.host):
             # Anyone who read the README could post conversions and credit wallets.
             print(f"clickledger serve: refusing to serve on {args.host or 'every address'}: "
@@ -206,7 +207,8 @@ def _notebook(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- the parser
 
 
-def _data_option(p: argparse.ArgumentParser, default: Path, what: str) -> None:
+def add_data_option(p: argparse.ArgumentParser, default: Path, what: str) -> None:
+    """--data DIR, as every command that reads or writes a data directory spells it."""
     p.add_argument("--data", type=Path, default=default, metavar="DIR", help=what)
 
 
@@ -231,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Write DATA/config.toml: one partner, offer, tracking link, earn product and user, every "
         "key commented, with freshly generated api key and user token; and DATA/fx_rates.csv when "
         "there is none. An existing config.toml is kept unless --force.", _init)
-    _data_option(p, DEFAULT_DATA, "the data directory to write config.toml and fx_rates.csv into")
+    add_data_option(p, DEFAULT_DATA, "the data directory to write config.toml and fx_rates.csv into")
     p.add_argument("--force", action="store_true",
                    help="replace an existing config.toml (the old one is moved aside, not deleted)")
     p.add_argument("--demo", action="store_true",
@@ -244,7 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         "Without a config.toml it stops and says how to make one (clickledger init). It refuses "
         "the demo network's published keys on any address but loopback.",
         _serve, lambda a: a.data)
-    _data_option(p, DEFAULT_DATA, "the data directory (config.toml, log/)")
+    add_data_option(p, DEFAULT_DATA, "the data directory (config.toml, log/)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on")
     p.add_argument("--port", type=int, default=8080, help="port to listen on (0 picks a free one)")
     from receiver.server import DEFAULT_THREADS
@@ -271,7 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", choices=("all", "earn", "clicks"), default="all",
                    help="with --offline: all traffic, only the earn app's (for the credit job), "
                         "or only recorded clicks (for the start-up bench)")
-    _data_option(p, DEFAULT_DATA, "data directory whose config.toml (partners, keys) to use")
+    add_data_option(p, DEFAULT_DATA, "data directory whose config.toml (partners, keys) to use")
     p.add_argument("--clicks", type=int, default=500, help="clicks to plan (postbacks follow them)")
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed plans the same traffic")
 
@@ -282,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
         "credit job. It replaces the data of a directory it made before (marked by "
         ".clickledger-demo) and lists what it removes; any other non-empty directory needs --force.",
         _demo)
-    _data_option(p, DEMO_DATA, "the demo's data directory")
+    add_data_option(p, DEMO_DATA, "the demo's data directory")
     p.add_argument("--force", action="store_true",
                    help="replace log/, index/, warehouse/, ledger/ and the config of a directory "
                         "the demo did not make")
@@ -298,7 +300,7 @@ def build_parser() -> argparse.ArgumentParser:
         "`marimo run` over --data, and print the URL to open. No browser is started where there "
         "is no display (or with --headless).", _notebook)
     p.add_argument("name", help="the notebook: " + ", ".join(NOTEBOOK_OPTIONS))
-    _data_option(p, DEMO_DATA, "the data directory the notebook opens")
+    add_data_option(p, DEMO_DATA, "the data directory the notebook opens")
     p.add_argument("--host", default="127.0.0.1", help="address the notebook server listens on")
     p.add_argument("--port", type=int, default=2718, help="port the notebook server listens on")
     p.add_argument("--headless", action="store_true",
