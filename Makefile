@@ -21,7 +21,9 @@ test: install
 test-slow: install
 	$(BIN)/python -m pytest -q -m slow
 
+# The demo network (its keys are published in the README) on purpose, and on loopback only.
 serve: install
+	test -f $(DATA)/config.toml || $(BIN)/clickledger init --demo --data $(DATA)
 	$(BIN)/clickledger serve --data $(DATA) --host 127.0.0.1 --port 8080
 
 demo: install

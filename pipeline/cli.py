@@ -113,22 +113,45 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to clickledger's parser."""
-    p = subparsers.add_parser("run", help="derive the warehouse tables from the log")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="data directory (config.toml, log/)")
-    p.add_argument("--skip-corrupt", action="store_true",
-                   help="skip (and list) corrupt lines in the middle of a segment instead of refusing")
-    p.set_defaults(func=_run)
+    from receiver.cli import add_command, add_data_option
 
-    p = subparsers.add_parser("credit", help="append wallet credits for new counted earn conversions")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--skip-corrupt", action="store_true", help="as for run")
-    p.set_defaults(func=_credit)
+    def data_option(p: argparse.ArgumentParser) -> None:
+        add_data_option(p, DEFAULT_DATA, "the data directory (config.toml, log/, fx_rates.csv)")
 
-    p = subparsers.add_parser("reconcile", help="compare a partner's statement with our conversions")
+    def skip_corrupt_option(p: argparse.ArgumentParser) -> None:
+        p.add_argument("--skip-corrupt", action="store_true",
+                       help="skip (and list) corrupt lines in the middle of a segment instead of refusing")
+
+    p = add_command(
+        subparsers, "run", "derive the warehouse tables from the log",
+        "Read every segment of DATA/log/, check it, derive clicks, postbacks, conversions, "
+        "earnings, postback issues and wallet tables, and write DATA/warehouse/<table>.parquet "
+        "and warehouse.duckdb. Prints a summary; progress goes to stderr on long logs.",
+        _run, lambda a: a.data)
+    data_option(p)
+    skip_corrupt_option(p)
+
+    p = add_command(
+        subparsers, "credit", "append wallet credits for new counted earn conversions",
+        "The wallet-credit batch job: derive the conversions as `run` does, append a credit for "
+        "each new counted earn conversion (and a debit for each reversed one) to "
+        "DATA/ledger/wallet_credits.ndjson, never twice, and refresh the tables.",
+        _credit, lambda a: a.data)
+    data_option(p)
+    skip_corrupt_option(p)
+
+    p = add_command(
+        subparsers, "reconcile", "compare a partner's statement with our conversions",
+        "Match a partner's CSV statement with our conversions by (click_id, transaction_id) and "
+        "print the totals per outcome (matched, missing on either side, amount, status or "
+        "currency mismatch); --out writes one row per key.",
+        _reconcile, lambda a: a.data)
     p.add_argument("--partner", required=True, help="partner id, as in config.toml")
-    p.add_argument("--statement", required=True, type=Path, help="the partner's CSV statement")
-    p.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    p.add_argument("--out", type=Path, help="write one row per key to this CSV (spreadsheet-safe)")
+    p.add_argument("--statement", required=True, type=Path, metavar="FILE",
+                   help="the partner's CSV statement")
+    data_option(p)
+    p.add_argument("--out", type=Path, metavar="FILE",
+                   help="write one row per key to this CSV (spreadsheet-safe)")
     p.add_argument("--date-basis", choices=("conversion", "click"), default="conversion",
                    help="which of our times the statement's days refer to (default: conversion)")
     p.add_argument("--tz", default="UTC", help="time zone of the statement's days (default: UTC)")
@@ -136,7 +159,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--end", help="last day of the statement period, YYYY-MM-DD (default: from the file)")
     p.add_argument("--column", action="append", default=[], metavar="OURS=THEIRS",
                    help="map one of our column names to the statement's (repeatable), e.g. amount=Payout")
-    p.set_defaults(func=_reconcile)
 
 
 def demo_steps(data_dir: Path) -> int:

@@ -451,7 +451,8 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError as exc:
-        raise ConfigError("file not found (run `clickledger serve` once, or copy the README example)", path=path) from exc
+        raise ConfigError(f"file not found (make one with `clickledger init --data {path.parent}`)",
+                          path=path) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"not UTF-8 text: {exc}", path=path) from exc
     return parse_config(text, path)

@@ -23,6 +23,8 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+from receiver.config import Config, parse_config
+
 DEMO_CONFIG = """\
 # clickledger demo network: one partner per seed system (see README "Configuration").
 base_currency = "USD"
@@ -192,13 +194,65 @@ def write_fx_rates(data_dir: Path, today: date | None = None, days: int = 30) ->
     return path
 
 
-def ensure_config(data_dir: Path) -> None:
-    """Create a demo config (and fx rates) where none exists, so `serve` always has one."""
-    if not (data_dir / "config.toml").exists():
-        write_demo_config(data_dir)
-        print(f"created {data_dir / 'config.toml'} (the demo network; edit it for yours)")
-    if not (data_dir / "fx_rates.csv").exists():
-        write_fx_rates(data_dir)
+DEMO_MARKER = ".clickledger-demo"
+GENERATED = ("log", "index", "warehouse", "ledger")  # what a demo run deletes and makes again
+
+
+def mark_demo_dir(data_dir: Path) -> None:
+    """Mark `data_dir` as the demo's own, so a later `clickledger demo` may replace its data."""
+    (data_dir / DEMO_MARKER).write_text(
+        "This directory holds the clickledger demo network. `clickledger demo` deletes its log/,\n"
+        "index/, warehouse/ and ledger/ and rewrites config.toml and fx_rates.csv on each run.\n"
+        "Delete this file to keep `clickledger demo` from doing so without --force.\n",
+        encoding="utf-8")
+
+
+def demo_dir_refusal(data_dir: Path) -> str | None:
+    """Why `clickledger demo` must not take over `data_dir` without --force, or None when it may:
+    a new or empty directory, or one with the demo's marker."""
+    if not data_dir.exists() or (data_dir.is_dir() and (data_dir / DEMO_MARKER).is_file()):
+        return None
+    if not data_dir.is_dir():
+        return f"{data_dir} is not a directory"
+    entries = sorted(data_dir.iterdir())
+    if not entries:
+        return None
+    shown = ", ".join(e.name + ("/" if e.is_dir() else "") for e in entries[:8])
+    if len(entries) > 8:
+        shown += f" and {len(entries) - 8} more"
+    return (f"{data_dir} was not created by `clickledger demo` (no {DEMO_MARKER} in it) and holds "
+            f"{shown}. A demo run deletes its {', '.join(g + '/' for g in GENERATED)} and rewrites "
+            f"config.toml and fx_rates.csv: choose a new or empty --data directory, or pass --force "
+            f"to replace them.")
+
+
+def remove_generated(data_dir: Path) -> list[str]:
+    """Delete the demo's generated directories in `data_dir`; one line per removed path."""
+    removed = []
+    for name in GENERATED:
+        path = data_dir / name
+        if not path.exists():
+            continue
+        if path.is_dir() and not path.is_symlink():
+            files = sum(1 for p in path.rglob("*") if p.is_file())
+            shutil.rmtree(path)
+            removed.append(f"removed {path}/ ({files} file{'' if files == 1 else 's'})")
+        else:
+            path.unlink()
+            removed.append(f"removed {path}")
+    return removed
+
+
+def published_credentials(config: Config) -> list[str]:
+    """The partner api keys and user tokens of `config` that are the demo network's: published
+    in the README, so anyone can post conversions with them to a server that accepts them."""
+    demo = parse_config(DEMO_CONFIG.format(public_url="http://127.0.0.1:8080"))
+    demo_digests = {p.api_key_sha256 for p in demo.partners.values() if p.api_key_sha256}
+    demo_tokens = {u.token for u in demo.users.values()}
+    found = [f"partner {p.id!r} api key" for p in config.partners.values()
+             if p.api_key_sha256 in demo_digests]
+    found += [f"user {u.id!r} token" for u in config.users.values() if u.token in demo_tokens]
+    return found
 
 
 def free_port() -> int:
@@ -240,17 +294,35 @@ def stop_receiver(proc: subprocess.Popen, timeout: float = 15.0) -> None:
             proc.wait()
 
 
-def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7, history_days: int = 13) -> int:
-    """A fresh demo: config, two weeks of history, today's traffic over HTTP, then the pipeline."""
+def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7, history_days: int = 13,
+             force: bool = False) -> int:
+    """A fresh demo: config, two weeks of history, today's traffic over HTTP, then the pipeline.
+
+    Refuses (2) a directory the demo did not make (see `demo_dir_refusal`) unless `force`,
+    and prints each path it removes.
+    """
     from receiver.simulate import simulate, simulate_history
 
     data_dir = Path(data_dir)
-    for generated in ("log", "index", "warehouse", "ledger"):
-        shutil.rmtree(data_dir / generated, ignore_errors=True)
+    refusal = demo_dir_refusal(data_dir)
+    not_a_dir = data_dir.exists() and not data_dir.is_dir()
+    if refusal and (not force or not_a_dir):
+        print(f"clickledger demo: {refusal}", file=sys.stderr)
+        return 2
+    try:
+        for line in remove_generated(data_dir):
+            print(line, flush=True)
+    except OSError as exc:
+        print(f"clickledger demo: cannot remove the previous demo data: {exc}", file=sys.stderr)
+        return 2
+    data_dir.mkdir(parents=True, exist_ok=True)
+    mark_demo_dir(data_dir)
+    # The config names the address `make serve` serves (never this run's temporary port), so
+    # earn clicks made later by `make serve` hand out a postback_url that answers.
+    write_demo_config(data_dir)
+    write_fx_rates(data_dir)
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
-    write_demo_config(data_dir, public_url=url)
-    write_fx_rates(data_dir)
     if history_days:
         past = simulate_history(data_dir, days=history_days, clicks_per_day=clicks, seed=seed)
         print(f"history: {history_days} days before today, {sum(p.total_sent for p in past)} requests "
@@ -263,6 +335,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
         wait_healthy(url, proc=proc)
         print(f"receiver up at {url}; simulating today's traffic ({clicks} clicks, seed {seed})...", flush=True)
         summary = simulate(url, data_dir, clicks=clicks, seed=seed)
+        summary.stand_in_for_public_url = True
     finally:
         stop_receiver(proc)
     print(summary.describe())

@@ -711,6 +711,10 @@ class SimulationSummary:
     not_sent: int = 0  # left when the time limit struck
     retried: int = 0  # requests resent once on a keep-alive connection the server had closed
     postback_url_elsewhere: int = 0  # earn clicks whose postback_url named another host
+    public_url: str = ""  # the config's: the host earn clicks name in their postback_url
+    # True when this receiver stands in for public_url on purpose (`clickledger demo` serves on a
+    # temporary port while its config names the address `make serve` serves).
+    stand_in_for_public_url: bool = False
     elapsed: float = 0.0
     time_limit: float = TIME_LIMIT
 
@@ -796,8 +800,16 @@ class SimulationSummary:
         if self.retried:
             notes.append(f"{self.retried} requests resent once on a connection the server had closed")
         if self.postback_url_elsewhere:
-            notes.append(f"{self.postback_url_elsewhere} earn clicks carried a postback_url for "
-                         f"another host (public_url); their postbacks went to {self.url}")
+            where = self.public_url or "another host"
+            if self.stand_in_for_public_url:
+                notes.append(f"{self.postback_url_elsewhere} earn clicks carried a postback_url on "
+                             f"{where} (public_url, what `make serve` serves), as expected: this "
+                             f"temporary receiver took their postbacks")
+            else:
+                notes.append(f"{self.postback_url_elsewhere} earn clicks carried a postback_url on "
+                             f"{where} (the config's public_url), not on {self.url}: their postbacks "
+                             f"were sent to {self.url}. Earn apps post to public_url: set it to the "
+                             f"address they reach")
         return ["", *notes] if notes else []
 
     def _unexpected_lines(self) -> list[str]:
@@ -1147,7 +1159,8 @@ def simulate(url: str, data_dir: Path, *, clicks: int = 500, seed: int = 1,
     config, keys = load(data_dir)
     plan = plan_traffic(config, keys, clicks, seed)
     client = _Client(url)
-    summary = SimulationSummary(client.url, seed, clicks, planned=len(plan) + 1, time_limit=time_limit)
+    summary = SimulationSummary(client.url, seed, clicks, planned=len(plan) + 1, time_limit=time_limit,
+                                public_url=config.public_url)
     started = time.monotonic()
     try:
         _check_health(_Sender(client, started + REQUEST_TIMEOUT), summary)

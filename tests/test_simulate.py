@@ -177,3 +177,27 @@ def test_the_time_limit_stops_sending_and_says_so(served: tuple[str, Path]) -> N
     assert summary.stopped_early and summary.not_sent == summary.planned - 1
     assert "time limit" in summary.describe()
     assert sum(1 for _ in iter_log(data / "log")) == before + 1
+
+
+def test_earn_postbacks_reach_the_receiver_even_when_public_url_names_another(
+        served: tuple[str, Path]) -> None:
+    """As in `clickledger demo`, whose config names the address `make serve` serves: the earn
+    clicks' postback_url points elsewhere, the simulator still posts to the receiver it tests,
+    and the summary says so plainly."""
+    url, data = served
+    before = sum(1 for _ in iter_log(data / "log"))
+    write_demo_config(data, public_url="http://127.0.0.1:8080")
+    try:
+        summary = simulate(url, data, clicks=20, seed=11)
+    finally:
+        write_demo_config(data, public_url=url)
+    assert summary.public_url == "http://127.0.0.1:8080" and summary.postback_url_elsewhere > 0
+    assert not summary.unexpected, summary.describe()
+    earn = [r for r in list(iter_log(data / "log"))[before:]
+            if r["path"] == "/api/v1/earn/postback" and r["result"] == "recorded"]
+    assert earn
+    note = next(line for line in summary.describe().splitlines() if "postback_url on" in line)
+    assert f"not on {url}" in note and "set it to the address they reach" in note
+    summary.stand_in_for_public_url = True
+    note = next(line for line in summary.describe().splitlines() if "postback_url on" in line)
+    assert "as expected" in note and "make serve" in note
