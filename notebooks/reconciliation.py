@@ -144,7 +144,7 @@ def _(is_sample):
     # A partner's statement covers its own days: the period above would cut it (every row
     # missing_ours). The SAMPLE is made for the period above, so it keeps the picker.
     statement_period = mo.ui.checkbox(
-        value=not is_sample, label="Reconcile the statement's own first to last date (untick: the period above)")
+        value=not is_sample, label="Reconcile over the statement's own first to last date (else the period above)")
     statement_period
     return (statement_period,)
 
