@@ -20,6 +20,7 @@ with app.setup:
     )
     from pipeline.reconciliation import (
         DEFAULT_COLUMNS,
+        MISSING_OURS_REASONS,
         OUTCOMES,
         REQUIRED,
         csv_safe_bytes,
@@ -294,11 +295,10 @@ def _(result, wh):
                                              "theirs_currency", "last_attempt_at", "route", "error")),
                     page_size=10, selection=None, show_column_summaries=False, wrapped_columns=["detail"],
                     column_widths={"detail": 380, "click_id": 170, "transaction_id": 110}),
-        mo.md("`outside_period`: we have it, on a day outside the period; `conversion_of_another_partner`, "
-              "`other_transaction_id`: we have it under another partner or transaction id; "
-              "`click_without_postback`, `click_of_another_partner`: we issued the click but no postback "
-              "came; `never_received`: nothing with that click id reached us. The other reasons are refused "
-              "postbacks: what to tell the partner for each, the **troubleshooting** notebook."),
+        mo.md("\n".join(f"- `{_reason}`: {_meaning}" for _reason, _meaning in MISSING_OURS_REASONS.items()
+                        if _reason in set(why["reason"]))
+              + "\n\nAny other reason is a refused postback's: what to tell the partner for each, the "
+              "**troubleshooting** notebook."),
     ])
     return (why,)
 

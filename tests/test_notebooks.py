@@ -231,9 +231,10 @@ def test_a_loaded_statement_reconciles_its_own_dates(demo_data: Path, tmp_path: 
     assert (result.start, result.end) == (day, day)
     assert set(result.rows.filter(pl.col("theirs_amount").is_not_null())["outcome"]) == {"matched"}
 
-    _, defs = run_notebook("reconciliation", demo_data, "--partner", "acme", "--statement", str(statement),
-                           defs={"statement_period": SimpleNamespace(value=False)})
+    text, defs = run_notebook("reconciliation", demo_data, "--partner", "acme", "--statement", str(statement),
+                              defs={"statement_period": SimpleNamespace(value=False)})
     result, why = defs["result"], defs["why"]
+    assert "but its day is outside the reconciled period" in text  # what the reason means
     assert (result.start, result.end) == (last - timedelta(days=6), last)
     assert why.height == 6 and set(why["reason"]) == {"outside_period"}
     assert all(f"is {day}, outside the reconciled period" in detail for detail in why["detail"])
