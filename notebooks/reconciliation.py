@@ -20,6 +20,7 @@ with app.setup:
     )
     from pipeline.reconciliation import (
         DEFAULT_COLUMNS,
+        MISSING_OURS_REASONS,
         OUTCOMES,
         REQUIRED,
         csv_safe_bytes,
@@ -83,14 +84,13 @@ def _(last, partners):
     partner = mo.ui.dropdown(partners, value=_wanted if _wanted in partners else partners[0], label="Partner")
     period = mo.ui.date_range(start=last - timedelta(days=60), stop=last, value=(last - timedelta(days=6), last),
                               label="Period")
-    statement_period = mo.ui.checkbox(value=False, label="use the statement's first and last date instead")
     tz = mo.ui.dropdown(["UTC", "Europe/London", "Europe/Berlin", "America/New_York", "Asia/Singapore"],
                         value="UTC", label="Statement time zone")
     basis = mo.ui.dropdown({"conversion time": "conversion", "click time": "click"},
                            value="conversion time", label="Its days are our")
-    mo.vstack([mo.hstack([partner, period, statement_period], justify="start", gap=2),
+    mo.vstack([mo.hstack([partner, period], justify="start", gap=2),
                mo.hstack([tz, basis], justify="start", gap=2)])
-    return basis, partner, period, statement_period, tz
+    return basis, partner, period, tz
 
 
 @app.cell
@@ -141,6 +141,16 @@ def _(partner, path_input, period, upload, use_sample, wh):
 
 
 @app.cell
+def _(is_sample):
+    # A partner's statement covers its own days: the period above would cut it (every row
+    # missing_ours). The SAMPLE is made for the period above, so it keeps the picker.
+    statement_period = mo.ui.checkbox(
+        value=not is_sample, label="Reconcile over the statement's own first to last date (else the period above)")
+    statement_period
+    return (statement_period,)
+
+
+@app.cell
 def _(statement_raw):
     _guess = {ours: theirs or "(none)" for ours, theirs in guess_columns(statement_raw.columns).items()}
     _options = ["(none)", *statement_raw.columns]
@@ -158,7 +168,9 @@ def _(basis, mapping_ui, partner, period, statement_period, statement_raw, tz, w
     _columns = {ours: theirs for ours, theirs in mapping_ui.value.items() if theirs != "(none)"}
     _columns["transaction_id"] = _columns.get("transaction_id", "(no transaction id)")
     _columns["date"] = _columns.get("date", "(no date)")
-    _start, _end = (None, None) if statement_period.value else period.value
+    # without a date column the statement has no days of its own: the period above applies
+    _own_days = statement_period.value and _columns["date"] in statement_raw.columns
+    _start, _end = (None, None) if _own_days else period.value
     try:
         result = pipeline.reconcile(wh, partner=partner.value, statement=statement_raw, columns=_columns,
                                     date_basis=basis.value, tz=tz.value, start=_start, end=_end)
@@ -283,8 +295,10 @@ def _(result, wh):
                                              "theirs_currency", "last_attempt_at", "route", "error")),
                     page_size=10, selection=None, show_column_summaries=False, wrapped_columns=["detail"],
                     column_widths={"detail": 380, "click_id": 170, "transaction_id": 110}),
-        mo.md("`never_received`: no request with that click id reached us. What to tell the partner "
-              "for each reason: the **troubleshooting** notebook."),
+        mo.md("\n".join(f"- `{_reason}`: {_meaning}" for _reason, _meaning in MISSING_OURS_REASONS.items()
+                        if _reason in set(why["reason"]))
+              + "\n\nAny other reason is a refused postback's: what to tell the partner for each, the "
+              "**troubleshooting** notebook."),
     ])
     return (why,)
 

@@ -105,9 +105,7 @@ def _reconcile(args: argparse.Namespace) -> int:
             result.to_csv(args.out)
     except (PipelineError, ValueError) as exc:
         return _fail(exc)
-    print(result.describe())
-    if args.out:
-        print(f"  rows written to {args.out}")
+    print(result.describe(out=args.out))
     return 0
 
 

@@ -50,6 +50,7 @@ REQUIRED = ("click_id", "status", "amount", "currency")
 DATE_BASES = ("conversion", "click")
 KEY = ["click_id", "transaction_id"]
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+ROWS_SHOWN = 20  # rows not matched that describe() lists
 LATEST = date(9999, 12, 31)  # a statement row without any date converts at the latest rate
 _NUMBER = re.compile(r"^-?\d+(\.\d+)?$")
 # Statement headings that mean our columns, best first: ours, the receiver's parameter
@@ -79,21 +80,68 @@ class ReconcileResult:
     summary: pl.DataFrame
     # our column -> the statement heading read for it, when they differ (guessed or mapped)
     columns: dict[str, str] = field(default_factory=dict)
+    # the warehouse reconciled against: explain_missing_ours and describe read it
+    warehouse: Warehouse | None = field(default=None, repr=False, compare=False)
 
     def to_csv(self, path: str | os.PathLike[str]) -> Path:
         """The rows as a spreadsheet-safe CSV (see write_csv_safe)."""
         return write_csv_safe(self.rows, path)
 
-    def describe(self) -> str:
-        period = f"{self.start or 'beginning'} .. {self.end or 'now'}"
-        lines = [f"reconciliation of {self.partner} ({self.date_basis} days in {self.tz}, {period}):"]
+    def period(self) -> str:
+        return f"{self.start or 'the beginning'} .. {self.end or 'now'}"
+
+    def describe(self, *, out: str | os.PathLike[str] | None = None, rows_shown: int = ROWS_SHOWN) -> str:
+        """The summary per outcome, the rows left out of the totals for want of an fx rate, and the
+        first `rows_shown` rows that are not matched (a missing_ours row with why we do not have
+        it); `out`: where every row was written, else how to get them all."""
+        lines = [f"reconciliation of {self.partner} ({self.date_basis} days in {self.tz}, {self.period()}):"]
         if self.columns:
             lines.append("  statement columns read: "
                          + ", ".join(f"{ours} <- {theirs!r}" for ours, theirs in self.columns.items()))
         for r in self.summary.iter_rows(named=True):
             lines.append(f"  {r['outcome']:<18} {r['rows']:>6}   ours {r['ours_amount_base']:,.2f}   theirs "
                          f"{r['theirs_amount_base']:,.2f} {self.base_currency}")
+        for r in without_fx_rate(self).iter_rows(named=True):
+            lines.append(f"  {r['outcome']}: {_rows(r['rows'])} in {r['currency']} "
+                         f"{'has' if r['rows'] == 1 else 'have'} no fx rate for {'its' if r['rows'] == 1 else 'their'}"
+                         f" day: not in the totals")
+        lines += self._unmatched_lines(rows_shown)
+        if out is not None:
+            lines.append(f"all {_rows(self.rows.height)}, with every column: written to {out}")
+        else:
+            lines.append(f"all {_rows(self.rows.height)}, with every column: add --out FILE.csv")
         return "\n".join(lines)
+
+    def _unmatched_lines(self, limit: int) -> list[str]:
+        unmatched = self.rows.filter(pl.col("outcome") != "matched").sort(_outcome_rank(), *KEY)
+        if unmatched.is_empty():
+            return ["every row is matched"]
+        shown = unmatched.head(max(limit, 0))
+        why: dict[tuple[str, str], tuple[str, str]] = {}
+        if self.warehouse is not None and (shown["outcome"] == "missing_ours").any():
+            why = {(r["click_id"], r["transaction_id"]): (r["reason"], r["detail"])
+                   for r in explain_missing_ours(self, self.warehouse).iter_rows(named=True)}
+        lines = [f"rows not matched ({unmatched.height} of {self.rows.height}"
+                 + (f", the first {shown.height}" if shown.height < unmatched.height else "") + "):"]
+        for r in shown.iter_rows(named=True):
+            key = r["click_id"] if r["transaction_id"] == r["click_id"] else f"{r['click_id']} / {r['transaction_id']}"
+            sides = []
+            if r["ours_amount"] is not None:
+                sides.append(f"ours {r['ours_status']} {r['ours_amount']:,.2f} {r['ours_currency']} {r['ours_day']}")
+            if r["theirs_amount"] is not None:
+                sides.append(f"theirs {r['theirs_status_raw'] or r['theirs_status']} {r['theirs_amount']:,.2f} "
+                             f"{r['theirs_currency']}" + (f" {r['theirs_date']}" if r["theirs_date"] else ""))
+            lines.append(f"  {r['outcome']:<18} {key}   " + "   ".join(sides))
+            if (r["click_id"], r["transaction_id"]) in why:
+                reason, detail = why[(r["click_id"], r["transaction_id"])]
+                lines.append(f"  {'':<18} why: {reason}: {detail}")
+        if unmatched.height > shown.height:
+            lines.append(f"  ... and {unmatched.height - shown.height} more")
+        return lines
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" + ("" if n == 1 else "s")
 
 
 def _day(value: date | str | None, what: str) -> date | None:
@@ -321,7 +369,7 @@ def reconcile(
     ).sort(KEY)
     totals, summary = _totals(rows)
     read = {ours: theirs for ours, theirs in mapping.items() if theirs != ours and theirs in raw.columns}
-    return ReconcileResult(partner, date_basis, tz, start, end, base, rows, totals, summary, read)
+    return ReconcileResult(partner, date_basis, tz, start, end, base, rows, totals, summary, read, wh)
 
 
 def _totals(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -336,19 +384,22 @@ def _totals(rows: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
          | (pl.col("theirs_amount").is_not_null() & pl.col("theirs_amount_base").is_null()))
         .sum().cast(pl.Int64).alias("rows_without_fx_rate"),
     ]
-    order = pl.DataFrame({"outcome": list(OUTCOMES), "_order": list(range(len(OUTCOMES)))})
     totals = (rows.with_columns(pl.coalesce("ours_currency", "theirs_currency").alias("currency"))
-              .group_by("outcome", "currency").agg(*sums)
-              .join(order, on="outcome").sort("_order", "currency", nulls_last=True).drop("_order"))
+              .group_by("outcome", "currency").agg(*sums).sort(_outcome_rank(), "currency", nulls_last=True))
     per_outcome = rows.group_by("outcome").agg(*sums[:1], *sums[3:])
-    summary = (order.join(per_outcome, on="outcome", how="left")
+    summary = (pl.DataFrame({"outcome": list(OUTCOMES)}).join(per_outcome, on="outcome", how="left")
                .with_columns(pl.col("rows").fill_null(0), pl.col("rows_without_fx_rate").fill_null(0),
                              pl.col("ours_amount_base").fill_null(zero),
                              pl.col("theirs_amount_base").fill_null(zero))
                .with_columns((pl.col("theirs_amount_base") - pl.col("ours_amount_base")).cast(MONEY)
                              .alias("difference_base"))
-               .sort("_order").drop("_order"))
+               .sort(_outcome_rank()))
     return totals, summary
+
+
+def _outcome_rank() -> pl.Expr:
+    """An outcome's place in OUTCOMES: sort by it to list outcomes in their order."""
+    return pl.col("outcome").replace_strict({o: i for i, o in enumerate(OUTCOMES)}, return_dtype=pl.Int64)
 
 
 def safe_cell(value: Any) -> str | None:
@@ -388,31 +439,128 @@ def _neutralised(frame: pl.DataFrame) -> pl.DataFrame:
         for c in as_text.columns)
 
 
-NEVER_RECEIVED = ("never_received", "No request with this click id ever reached us: ask the partner whether "
-                  "the postback was sent, and to which URL (see the README's endpoints).")
+# Why a statement row is not among our conversions, beside the reasons of postback_issues.
+MISSING_OURS_REASONS = {
+    "outside_period": "We have this conversion, but its day is outside the reconciled period: reconcile "
+                      "a period that includes that day (a loaded statement's own dates are the default).",
+    "conversion_of_another_partner": "We have this conversion, recorded for another partner (the owner of "
+                                     "the click's offer): check that the statement and the partner match.",
+    "other_transaction_id": "We have a conversion of this click under another transaction id: the "
+                            "statement's id is not the one the postback sent as transaction_id.",
+    "click_of_another_partner": "We issued this click, for another partner's offer, and no postback for it "
+                                "reached us: check the click id in the statement.",
+    "click_without_postback": "We issued this click but no postback for it ever reached us: ask the partner "
+                              "to send (or resend) the postback, to the URL in their guide.",
+    "never_received": "No click and no request with this click id ever reached us: ask the partner whether "
+                      "the postback was sent, to which URL, and where the click id came from.",
+}
+NEVER_RECEIVED = ("never_received", MISSING_OURS_REASONS["never_received"])
 
 
-def explain_missing_ours(result: ReconcileResult, wh: Warehouse) -> pl.DataFrame:
-    """Why each missing_ours row is not among our conversions, from postback_issues.
+def explain_missing_ours(result: ReconcileResult, wh: Warehouse | None = None) -> pl.DataFrame:
+    """Why each missing_ours row is not among our conversions (`reason`, `detail`), first that holds:
 
-    A row's explanation is the latest issue (by log seq) with its click id, preferring one with
-    the same transaction id; with none, the request never reached us (`never_received`).
+    - outside_period: we have the conversion, for this partner, on a day outside the period
+      (the detail names its day, on the result's date basis and time zone);
+    - conversion_of_another_partner: we have the conversion, recorded for another partner;
+    - the reason of a postback_issues row with this click id and transaction id (a refused
+      postback: wrong key, unknown click id, macro...; the latest by log seq);
+    - other_transaction_id: we have a conversion of this click under other transaction id(s);
+    - the reason of the latest postback_issues row with this click id;
+    - click_of_another_partner / click_without_postback: we issued the click (for another
+      partner's offer / for theirs) and no postback with it reached us;
+    - never_received: the log holds nothing with this click id.
+
+    `wh` defaults to the warehouse the result was reconciled against.
     """
+    wh = wh if wh is not None else result.warehouse
+    if wh is None:
+        raise PipelineError("explain_missing_ours needs the warehouse the statement was reconciled against")
     missing = result.rows.filter(pl.col("outcome") == "missing_ours").select(
         *KEY, "theirs_amount", "theirs_currency", "theirs_date")
+    basis = "converted_at" if result.date_basis == "conversion" else "clicked_at"
+    label = f"{result.date_basis} day"
+    conversions = wh.conversions.select(
+        *KEY, "partner_id", "offer_id",
+        pl.col(basis).dt.convert_time_zone(result.tz).dt.date().cast(pl.String).fill_null("unknown").alias("day"))
+    exact = (conversions.sort(pl.col("partner_id") != result.partner)
+             .unique(KEY, keep="first", maintain_order=True)
+             .select(*KEY, pl.col("partner_id").alias("_conv_partner"), pl.col("day").alias("_conv_day")))
+    by_click = conversions.sort("day", *KEY).group_by("click_id").agg(
+        pl.col("transaction_id").unique(maintain_order=True).head(3).str.join(", ").alias("_other_txns"),
+        pl.len().alias("_other_count"), pl.col("partner_id").first().alias("_other_partner"),
+        pl.col("day").first().alias("_other_day"))
+    clicks = wh.clicks.select(
+        "click_id", pl.col("partner_id").alias("_click_partner"), pl.col("offer_id").alias("_click_offer"),
+        pl.col("clicked_at").dt.convert_time_zone(result.tz).dt.date().cast(pl.String).alias("_clicked_day"))
     issues = wh.postback_issues.filter(pl.col("click_id").is_not_null()).select(
-        "click_id", pl.col("transaction_id").alias("issue_transaction_id"), "seq", "received_at", "route",
-        "error", "reason", "detail", "nearest_click_id")
-    matched = missing.join(issues, on="click_id", how="left").with_columns(
-        (pl.col("issue_transaction_id") == pl.col("transaction_id")).fill_null(False).alias("_same_txn"))
-    best = (matched.sort([*KEY, "_same_txn", "seq"], nulls_last=False)
-            .group_by(KEY, maintain_order=True).last())
-    return best.with_columns(
-        pl.col("reason").fill_null(pl.lit(NEVER_RECEIVED[0])),
-        pl.col("detail").fill_null(pl.lit(NEVER_RECEIVED[1])),
-        pl.col("received_at").alias("last_attempt_at"),
-    ).select(*KEY, "theirs_amount", "theirs_currency", "theirs_date", "reason", "error", "detail",
-             "nearest_click_id", "last_attempt_at", "route").sort(KEY)
+        "click_id", pl.coalesce("transaction_id", "click_id").alias("_issue_transaction_id"), "seq",
+        "received_at", "route", "error", pl.col("reason").alias("_issue_reason"),
+        pl.col("detail").alias("_issue_detail"), "nearest_click_id")
+    latest_issue = (missing.select(KEY).join(issues, on="click_id")
+                    .with_columns((pl.col("_issue_transaction_id") == pl.col("transaction_id")).alias("_same_txn"))
+                    .sort([*KEY, "_same_txn", "seq"]).group_by(KEY, maintain_order=True).last())
+    joined = (missing.join(exact, on=KEY, how="left")
+              .join(latest_issue.drop("_issue_transaction_id", "seq"), on=KEY, how="left")
+              .join(by_click, on="click_id", how="left")
+              .join(clicks.unique("click_id", keep="first"), on="click_id", how="left"))
+    has_issue = pl.col("_issue_reason").is_not_null()
+    reason = (
+        pl.when(pl.col("_conv_partner") == result.partner).then(pl.lit("outside_period"))
+        .when(pl.col("_conv_partner").is_not_null()).then(pl.lit("conversion_of_another_partner"))
+        .when(has_issue & pl.col("_same_txn")).then(pl.col("_issue_reason"))
+        .when(pl.col("_other_count").is_not_null()).then(pl.lit("other_transaction_id"))
+        .when(has_issue).then(pl.col("_issue_reason"))
+        .when(pl.col("_click_partner").is_not_null() & (pl.col("_click_partner") != result.partner))
+        .then(pl.lit("click_of_another_partner"))
+        .when(pl.col("_click_offer").is_not_null()).then(pl.lit("click_without_postback"))
+        .otherwise(pl.lit("never_received")))
+    text = pl.lit
+    detail = (
+        pl.when(pl.col("reason") == "outside_period").then(pl.concat_str(
+            text(f"We have this conversion: its {label} ({result.tz}) is "), pl.col("_conv_day"),
+            text(f", outside the reconciled period {result.period()}. Reconcile a period that includes "
+                 "that day (a loaded statement's own dates are the default).")))
+        .when(pl.col("reason") == "conversion_of_another_partner").then(pl.concat_str(
+            text("We have this conversion, recorded for partner "), pl.col("_conv_partner"),
+            text(f" (the owner of the click's offer), not {result.partner}; its {label} is "), pl.col("_conv_day"),
+            text(". Check that the statement is this partner's.")))
+        .when(pl.col("reason") == "other_transaction_id").then(pl.concat_str(
+            text("We have "), pl.col("_other_count").cast(pl.String),
+            text(" conversion(s) of this click under transaction id "), pl.col("_other_txns"),
+            text(" (partner "), pl.col("_other_partner"), text(f", {label} "), pl.col("_other_day"),
+            text("), not "), pl.col("transaction_id"),
+            text(": the statement's id is not the one the postback sent as transaction_id; ask the partner which "
+                 "id they send, or map the statement's matching column to transaction_id.")))
+        .when(pl.col("reason") == "click_of_another_partner").then(pl.concat_str(
+            text("We issued this click for partner "), pl.col("_click_partner"), text(", offer "),
+            pl.col("_click_offer"), text(f", not {result.partner} (clicked "), pl.col("_clicked_day"),
+            text("), and no postback with it reached us: check the click id in the statement.")))
+        .when(pl.col("reason") == "click_without_postback").then(pl.concat_str(
+            text("We issued this click (offer "), pl.col("_click_offer"), text(", clicked "),
+            pl.col("_clicked_day"),
+            text(") but no postback with it ever reached us: ask the partner to send (or resend) the postback, "
+                 "to the URL in their guide.")))
+        .when(pl.col("reason") == "never_received").then(text(NEVER_RECEIVED[1]))
+        .otherwise(pl.col("_issue_detail")))
+    from_issue = ~pl.col("reason").is_in(list(MISSING_OURS_REASONS))
+    return (joined.with_columns(reason.alias("reason"))
+            .with_columns(detail.alias("detail"),
+                          *(pl.when(from_issue).then(pl.col(c)).alias(c)
+                            for c in ("error", "nearest_click_id", "route")),
+                          pl.when(from_issue).then(pl.col("received_at")).alias("last_attempt_at"))
+            .select(*KEY, "theirs_amount", "theirs_currency", "theirs_date", "reason", "error", "detail",
+                    "nearest_click_id", "last_attempt_at", "route").sort(KEY))
+
+
+def without_fx_rate(result: ReconcileResult) -> pl.DataFrame:
+    """Per outcome and currency, the rows left out of the base-currency totals: an amount (ours or
+    theirs) in that currency with no fx rate for its day. Columns outcome, currency, rows."""
+    rows = result.rows
+    sides = [rows.filter(pl.col(f"{side}_amount").is_not_null() & pl.col(f"{side}_amount_base").is_null())
+             .select(*KEY, "outcome", pl.col(f"{side}_currency").alias("currency")) for side in ("ours", "theirs")]
+    return (pl.concat(sides).unique().group_by("outcome", "currency").agg(pl.len().cast(pl.Int64).alias("rows"))
+            .sort(_outcome_rank(), "currency", nulls_last=True))
 
 
 def daily_totals(result: ReconcileResult) -> pl.DataFrame:
@@ -437,6 +585,10 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
     """A SAMPLE partner statement built from our own conversions with deliberate differences, so a
     demo shows every outcome: some rows dropped, amounts, statuses and currencies changed, and
     rows we do not have (click ids of that partner's refused postbacks, and never-received ones).
+
+    Each (click_id, transaction_id) is listed once, as a statement must: a refused postback is
+    listed once however often it was retried, and not at all when its key is among the
+    partner's conversions (a refused try, then a recorded one).
     """
     import random
     import uuid
@@ -449,6 +601,15 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
     if end is not None:
         conv = conv.filter(pl.col("date") <= end)
     rows: list[dict[str, Any]] = []
+    listed: set[tuple[str, str]] = set()  # keys as read_statement will read them (trimmed)
+
+    def add(click_id: str, transaction_id: str, status: str, amount: str, currency: str, day: date) -> None:
+        key = (click_id.strip(), transaction_id.strip())
+        if key[0] and key[1] and key not in listed:
+            listed.add(key)
+            rows.append({"click_id": click_id, "transaction_id": transaction_id, "status": status,
+                         "amount": amount, "currency": currency, "date": day.isoformat()})
+
     flip = {"approved": "pending", "pending": "approved", "rejected": "approved"}
     for r in conv.sort("seq").iter_rows(named=True):
         roll = rng.random()
@@ -461,8 +622,10 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
             status = flip[status]
         elif roll < 0.13:
             currency = "EUR" if currency != "EUR" else "USD"
-        rows.append({"click_id": r["click_id"], "transaction_id": r["transaction_id"], "status": status,
-                     "amount": str(max(amount, 0)), "currency": currency, "date": r["date"].isoformat()})
+        add(r["click_id"], r["transaction_id"], status, str(max(amount, 0)), currency, r["date"])
+    # a key we recorded for this partner is no refused row, even when dropped above or outside the period
+    recorded = {(c.strip(), t.strip()) for c, t in wh.conversions.filter(pl.col("partner_id") == partner)
+                .select(*KEY).iter_rows()}
     refused = wh.postback_issues.filter(
         (pl.coalesce("partner_id", "key_partner_id") == partner) & pl.col("click_id").is_not_null()
         & pl.col("error").is_in(["click_not_found", "invalid_api_key", "api_key_required", "not_found"]))
@@ -470,15 +633,18 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
         refused = refused.filter(pl.col("received_at").dt.date() >= start)
     if end is not None:
         refused = refused.filter(pl.col("received_at").dt.date() <= end)
-    for r in refused.sort("seq").head(8).iter_rows(named=True):
-        rows.append({"click_id": r["click_id"], "transaction_id": r["transaction_id"] or r["click_id"],
-                     "status": "approved", "amount": r["amount"] or "10.00", "currency": r["currency"] or "USD",
-                     "date": r["received_at"].date().isoformat()})
-    last_day = (end or (conv["date"].max() if conv.height else date.today())).isoformat()
+    wanted = len(listed) + 8
+    for r in refused.sort("seq").iter_rows(named=True):
+        if len(listed) >= wanted:
+            break
+        transaction_id = r["transaction_id"] or r["click_id"]
+        if (r["click_id"].strip(), transaction_id.strip()) not in recorded:
+            add(r["click_id"], transaction_id, "approved", str(r["amount"] or "10.00"), r["currency"] or "USD",
+                r["received_at"].date())
+    last_day = end or (conv["date"].max() if conv.height else date.today())
     for _ in range(2):
         click_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        rows.append({"click_id": click_id, "transaction_id": click_id, "status": "approved",
-                     "amount": f"{rng.uniform(5, 80):.2f}", "currency": "USD", "date": last_day})
+        add(click_id, click_id, "approved", f"{rng.uniform(5, 80):.2f}", "USD", last_day)
     schema = {"click_id": pl.String, "transaction_id": pl.String, "status": pl.String, "amount": pl.String,
               "currency": pl.String, "date": pl.String}
     return pl.DataFrame(rows, schema=schema)

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal as D
+from pathlib import Path
 
 import polars as pl
 import pytest
-from pipeline_helpers import T0, LogBuilder, cid, make_data_dir
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from pipeline_helpers import OFFERS, T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.errors import StatementError, UnknownPartnerError
@@ -216,3 +220,211 @@ def test_a_guessed_mapping_reconciles_a_statement_headed_the_partners_way(tmp_pa
     frame = read_statement(raw, columns)
     assert frame.select("click_id", "transaction_id", "status", "currency").row(0) == ("c1", "o1", "approved", "USD")
     assert read_statement_csv(statement.read_bytes()).columns == raw.columns
+
+
+# ---------------------------------------------------------------- the SAMPLE statement
+
+
+def _keys(statement: pl.DataFrame) -> list[tuple[str, str]]:
+    """(click_id, transaction_id) of each row as read_statement reads them."""
+    return read_statement(statement).select("click_id", "transaction_id").rows()
+
+
+def test_sample_statement_lists_a_retried_or_later_recorded_refusal_once(tmp_path):
+    """Refused postbacks retried with the same key, a refusal whose key was recorded later, and an
+    unfilled macro sent twice: the sample lists each key once, so it reconciles."""
+    from pipeline.reconciliation import sample_statement
+
+    data = make_data_dir(tmp_path / "data")
+    b = LogBuilder()
+    for n in range(1, 31):
+        b.click(cid(n))
+        if n <= 3:  # refused twice (a wrong key, then none), then recorded with the same key
+            b.postback(cid(n), amount="9", error="invalid_api_key")
+            b.postback(cid(n), amount="9", error="api_key_required")
+        if n != 4:
+            b.postback(cid(n), amount=f"{n}.00")
+    for _ in range(3):  # retried, never recorded
+        b.postback(cid(4), amount="4", transaction_id="T-4", error="invalid_api_key", key_partner_id="acme")
+        b.postback("{click_id}", amount="12", error="click_not_found", http_status=404, key_partner_id="acme")
+    b.write(data)
+    wh = pipeline.run(data).warehouse
+    recorded = set(wh.conversions.select("click_id", "transaction_id").rows())
+    for seed in range(1, 6):
+        statement = sample_statement(wh, "acme", seed=seed)
+        keys = _keys(statement)
+        assert len(keys) == len(set(keys)), f"seed {seed}: a key is listed twice"
+        assert {(cid(4), "T-4"), ("{click_id}", "{click_id}")} <= set(keys)
+        assert len(set(keys) - recorded) == 4  # the two refusals and the two never-received ids
+        result = pipeline.reconcile(wh, partner="acme", statement=statement)
+        assert result.rows.filter(pl.col("outcome") == "missing_ours").height == 4
+
+
+REFUSALS = ("click_not_found", "invalid_api_key", "api_key_required", "wrong_path")
+PARTNER_OFFERS = {partner: offer for offer, (partner, *_rest) in OFFERS.items()}
+attempts = st.lists(st.tuples(st.sampled_from(("recorded", *REFUSALS)), st.sampled_from((None, "T1", "T2")),
+                              st.sampled_from((None, *PARTNER_OFFERS))), max_size=4)
+log_specs = st.lists(st.tuples(st.sampled_from(list(PARTNER_OFFERS)), attempts, st.integers(0, 30)),
+                     min_size=1, max_size=10)
+
+
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@given(spec=log_specs, macros=st.integers(0, 3), seed=st.integers(0, 10_000), days=st.integers(0, 3))
+def test_sample_statement_never_lists_a_key_twice(spec, macros, seed, days):
+    """For any log (retries, refusals later recorded, several transaction ids per click, other
+    partners' keys, unfilled macros) and any partner, seed and period: each key once, it
+    reconciles, and no missing_ours row of a click id the log holds is called never_received."""
+    from pipeline.reconciliation import explain_missing_ours, sample_statement
+
+    b = LogBuilder()
+    for n, (partner, tries, hours) in enumerate(spec, start=1):
+        b.now += timedelta(hours=hours)
+        b.click(cid(n), offer_id=PARTNER_OFFERS[partner])
+        recorded: set[str | None] = set()
+        for what, txn, key_partner in tries:
+            if what == "recorded":
+                b.postback(cid(n), transaction_id=txn, amount="5",
+                           result="duplicate" if txn in recorded else None)
+                recorded.add(txn)
+            elif what == "wrong_path":
+                b.unrouted("/postback-old", cid(n))
+            elif what == "click_not_found":  # a mistyped click id, retried as is
+                b.postback(cid(1000 + n), transaction_id=txn, amount="5", error=what, key_partner_id=partner)
+            else:
+                b.postback(cid(n), transaction_id=txn, amount="5", error=what, key_partner_id=key_partner)
+    for _ in range(macros):
+        b.postback("{click_id}", amount="12", error="click_not_found", key_partner_id=spec[0][0])
+    with tempfile.TemporaryDirectory() as tmp:
+        data = make_data_dir(Path(tmp) / "data")
+        b.write(data)
+        wh = pipeline.run(data).warehouse
+        held = set(wh.clicks["click_id"]) | set(wh.conversions["click_id"]) | set(
+            wh.postback_issues["click_id"].drop_nulls())
+        last = b.now.date()
+        for partner in PARTNER_OFFERS:
+            statement = sample_statement(wh, partner, seed=seed, start=last - timedelta(days=days), end=last)
+            keys = _keys(statement)
+            assert len(keys) == len(set(keys)), (partner, sorted(keys))
+            result = pipeline.reconcile(wh, partner=partner, statement=statement)
+            why = explain_missing_ours(result, wh)
+            assert why.height == result.rows.filter(pl.col("outcome") == "missing_ours").height
+            assert not set(why.filter(pl.col("reason") == "never_received")["click_id"]) & held
+
+
+# ---------------------------------------------------------------- why we do not have a row
+
+
+@pytest.fixture(scope="module")
+def five_days(tmp_path_factory):
+    """acme conversions on 05-01 and 05-05, moustache's, clicks without postbacks, a refusal."""
+    data = make_data_dir(tmp_path_factory.mktemp("why") / "data")
+    b = LogBuilder()
+    b.click(cid(1))
+    b.postback(cid(1), amount="10")  # 05-01
+    b.now = T0 + timedelta(days=4)
+    b.click(cid(2))
+    b.postback(cid(2), amount="20")
+    b.click(cid(3), offer_id="moustache-survey")
+    b.postback(cid(3), amount="30", dialect="publisher")
+    b.click(cid(4))
+    b.postback(cid(4), transaction_id="T1", amount="40")
+    b.click(cid(5))  # no postback
+    b.click(cid(6), offer_id="moustache-survey")  # no postback
+    b.click(cid(7))
+    b.postback(cid(7), amount="70", error="invalid_api_key")
+    b.write(data)
+    pipeline.run(data)
+    return data
+
+
+WHY_STATEMENT = f"""click_id,transaction_id,status,amount,currency,date
+{cid(1)},,approved,10,USD,2024-05-01
+{cid(2)},,approved,20,USD,2024-05-05
+{cid(3)},,approved,30,USD,2024-05-05
+{cid(4)},T2,approved,40,USD,2024-05-05
+{cid(5)},,approved,50,USD,2024-05-05
+{cid(6)},,approved,60,USD,2024-05-05
+{cid(7)},,approved,70,USD,2024-05-05
+{cid(9)},,approved,90,USD,2024-05-05
+"""
+
+
+def test_missing_ours_rows_say_what_the_log_holds(five_days, tmp_path):
+    """never_received only for a click id the log never saw; a conversion outside the period
+    names its day; other partners, other transaction ids and clicks without postbacks are said."""
+    from pipeline.reconciliation import explain_missing_ours
+
+    path = tmp_path / "acme.csv"
+    path.write_text(WHY_STATEMENT, encoding="utf-8")
+    result = pipeline.reconcile(five_days, partner="acme", statement=path, start="2024-05-05", end="2024-05-05")
+    why = explain_missing_ours(result, pipeline.load(five_days))
+    reasons = dict(why.select("click_id", "reason").rows())
+    assert reasons == {cid(1): "outside_period", cid(3): "conversion_of_another_partner",
+                       cid(4): "other_transaction_id", cid(5): "click_without_postback",
+                       cid(6): "click_of_another_partner", cid(7): "wrong_api_key", cid(9): "never_received"}
+    detail = dict(why.select("click_id", "detail").rows())
+    assert "conversion day (UTC) is 2024-05-01" in detail[cid(1)] and "2024-05-05 .. 2024-05-05" in detail[cid(1)]
+    assert "partner moustache" in detail[cid(3)]
+    assert "transaction id T1" in detail[cid(4)] and "not T2" in detail[cid(4)]
+    assert "offer acme-shop" in detail[cid(5)] and "partner moustache" in detail[cid(6)]
+    assert why.filter(pl.col("click_id") == cid(7))["error"].to_list() == ["invalid_api_key"]
+    assert why.filter(pl.col("reason") != "wrong_api_key")["error"].null_count() == why.height - 1
+    # the warehouse reconciled against is the default
+    assert explain_missing_ours(result).equals(why)
+    # with the statement's own dates (the default without --start/--end), 05-01 is in the period
+    own = pipeline.reconcile(five_days, partner="acme", statement=path)
+    assert (own.start, own.end) == (T0.date(), T0.date() + timedelta(days=4))
+    assert dict(own.rows.select("click_id", "outcome").rows())[cid(1)] == "matched"
+
+
+def test_reconcile_command_explains_rows_outside_its_start_and_end(five_days, tmp_path, capsys):
+    path = tmp_path / "acme.csv"
+    path.write_text(WHY_STATEMENT, encoding="utf-8")
+    assert main(["reconcile", "--data", str(five_days), "--partner", "acme", "--statement", str(path),
+                 "--start", "2024-05-05", "--end", "2024-05-05"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    row = next(i for i, line in enumerate(lines) if line.split()[:2] == ["missing_ours", cid(1)])
+    assert "why: outside_period: We have this conversion: its conversion day (UTC) is 2024-05-01" in lines[row + 1]
+    assert out.count("never_received") == 1 and f"missing_ours       {cid(9)}" in out
+    for n, reason in ((5, "click_without_postback"), (7, "wrong_api_key")):
+        row = next(i for i, line in enumerate(lines) if line.split()[:2] == ["missing_ours", cid(n)])
+        assert f"why: {reason}: " in lines[row + 1]
+
+
+# ---------------------------------------------------------------- the command's summary
+
+
+def test_reconcile_command_names_unconverted_rows_lists_unmatched_ones_and_mentions_out(tmp_path, capsys):
+    data = make_data_dir(tmp_path / "data")
+    b = LogBuilder()
+    for n in range(1, 31):
+        b.click(cid(n))
+        b.postback(cid(n), amount=f"{n}.00", currency="BRL" if n in (1, 11) else None)  # no BRL rate
+    b.write(data)
+    pipeline.run(data)
+    day = T0.date().isoformat()
+    lines = ["click_id,status,amount,currency,date"]
+    lines += [f"{cid(n)},approved,{n}.00,{'BRL' if n == 1 else 'USD'},{day}" for n in range(1, 11)]
+    lines += [f"{cid(100 + n)},approved,1.00,USD,{day}" for n in range(3)]  # never received
+    statement = tmp_path / "acme.csv"
+    statement.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    args = ["reconcile", "--data", str(data), "--partner", "acme", "--statement", str(statement)]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "  matched: 1 row in BRL has no fx rate for its day: not in the totals" in out
+    assert "  missing_theirs: 1 row in BRL has no fx rate for its day: not in the totals" in out
+    # 3 missing_ours and 20 missing_theirs (11..30): the first 20 are listed, outcome by outcome
+    assert "rows not matched (23 of 33, the first 20):" in out and "  ... and 3 more" in out
+    listing = out.split("rows not matched")[1].splitlines()
+    listed = [line.split()[1] for line in listing if line.startswith("  missing_")]
+    assert listed == [cid(100), cid(101), cid(102), *[cid(n) for n in range(11, 28)]]
+    assert "missing_ours       " + cid(100) + "   theirs approved 1.00 USD " + day in out
+    assert "missing_theirs     " + cid(11) + "   ours approved 11.00 BRL " + day in out
+    assert "all 33 rows, with every column: add --out FILE.csv" in out
+
+    written = tmp_path / "rows.csv"
+    assert main([*args, "--out", str(written)]) == 0
+    out = capsys.readouterr().out
+    assert f"all 33 rows, with every column: written to {written}" in out and "--out FILE" not in out
+    assert pl.read_csv(written).height == 33
