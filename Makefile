@@ -1,24 +1,33 @@
 # clickledger: everything a fresh machine (python3 + make) needs, from scratch.
+# Two installs: `install` is what the product runs (the receiver, the pipeline, the
+# notebooks); `install-dev` adds the test and lint tools (playwright, schemathesis,
+# jupyter...). `make demo` and `make serve` need only the first.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-STAMP  := $(VENV)/.installed
+RUNTIME_STAMP := $(VENV)/.installed-runtime
+DEV_STAMP     := $(VENV)/.installed-dev
 DATA   ?= data/demo
 
-.PHONY: install test test-slow serve demo notebooks bench lint clean
+.PHONY: install install-dev test test-slow serve demo notebooks bench lint clean
 
-install: $(STAMP)
+install: $(RUNTIME_STAMP)
 
-$(STAMP): pyproject.toml
+install-dev: $(DEV_STAMP)
+
+$(RUNTIME_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e .
+	touch $@
 
-test: install
+$(DEV_STAMP): $(RUNTIME_STAMP)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	touch $@
+
+test: install-dev
 	$(BIN)/python -m pytest -q -m "not slow"
 
-test-slow: install
+test-slow: install-dev
 	$(BIN)/python -m pytest -q -m slow
 
 # The demo network (its keys are published in the README) on purpose, and on loopback only.
@@ -32,10 +41,10 @@ demo: install
 notebooks: install
 	CLICKLEDGER_DATA=$(DATA) $(BIN)/marimo edit notebooks/
 
-bench: install
+bench: install-dev
 	$(BIN)/python bench/run.py
 
-lint: install
+lint: install-dev
 	$(BIN)/ruff check receiver pipeline notebooks tests bench
 
 clean:
