@@ -285,21 +285,25 @@ def _(outcomes, result):
 @app.cell
 def _(result, wh):
     why = explain_missing_ours(result, wh)
-    mo.stop(why.is_empty(), mo.callout("Nothing is missing on our side: every statement row is among "
-                                       "our conversions.", kind="success"))
-    _counts = why.group_by("reason").agg(pl.len().alias("rows")).sort("rows", descending=True)
-    mo.vstack([
-        mo.md("### Why we do not have their *missing_ours* rows"),
-        mo.md(", ".join(f"**{r['reason']}** {r['rows']}" for r in _counts.iter_rows(named=True))),
-        mo.ui.table(display_money(why.select("click_id", "transaction_id", "reason", "detail", "theirs_amount",
-                                             "theirs_currency", "last_attempt_at", "route", "error")),
-                    page_size=10, selection=None, show_column_summaries=False, wrapped_columns=["detail"],
-                    column_widths={"detail": 380, "click_id": 170, "transaction_id": 110}),
-        mo.md("\n".join(f"- `{_reason}`: {_meaning}" for _reason, _meaning in MISSING_OURS_REASONS.items()
-                        if _reason in set(why["reason"]))
-              + "\n\nAny other reason is a refused postback's: what to tell the partner for each, the "
-              "**troubleshooting** notebook."),
-    ])
+    # An empty answer is a result, not a stop: the cell shows it (and Jupyter runs on past it).
+    if why.is_empty():
+        _shown = mo.callout("Nothing is missing on our side: every statement row is among our conversions.",
+                            kind="success")
+    else:
+        _counts = why.group_by("reason").agg(pl.len().alias("rows")).sort("rows", descending=True)
+        _shown = mo.vstack([
+            mo.md("### Why we do not have their *missing_ours* rows"),
+            mo.md(", ".join(f"**{r['reason']}** {r['rows']}" for r in _counts.iter_rows(named=True))),
+            mo.ui.table(display_money(why.select("click_id", "transaction_id", "reason", "detail", "theirs_amount",
+                                                 "theirs_currency", "last_attempt_at", "route", "error")),
+                        page_size=10, selection=None, show_column_summaries=False, wrapped_columns=["detail"],
+                        column_widths={"detail": 380, "click_id": 170, "transaction_id": 110}),
+            mo.md("\n".join(f"- `{_reason}`: {_meaning}" for _reason, _meaning in MISSING_OURS_REASONS.items()
+                            if _reason in set(why["reason"]))
+                  + "\n\nAny other reason is a refused postback's: what to tell the partner for each, the "
+                  "**troubleshooting** notebook."),
+        ])
+    _shown
     return (why,)
 
 

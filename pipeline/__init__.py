@@ -8,7 +8,7 @@
     pipeline.reconcile("data/demo", partner="acme", statement="acme.csv")
 
 Nothing here prints or exits; errors are PipelineError subclasses whose messages say
-what to do. See the README (section "The pipeline") for the tables and rules.
+what to do. See docs/pipeline.md for the tables and rules.
 """
 
 from __future__ import annotations

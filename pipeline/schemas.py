@@ -191,7 +191,7 @@ class PostbackIssues(_Base):
     http_status: int = pa.Field(nullable=True)
     result: str = pa.Field(nullable=True)
     error: str = pa.Field(nullable=True)
-    reason: str = pa.Field(description="what support can act on (see the README, postback_issues)")
+    reason: str = pa.Field(description="what support can act on (see docs/pipeline.md, postback_issues)")
     nearest_click_id: str = pa.Field(nullable=True, description="a known click id close to the one sent")
     detail: str = pa.Field(description="one sentence for support")
 

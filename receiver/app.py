@@ -481,7 +481,7 @@ def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     resp.context.kind = "unrouted"
     resp.context.custom_data = params
     resp.context.fields = {"click_id": find_click_id(params)}
-    raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see the README)",
+    raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see docs/endpoints.md)",
                   fields=resp.context.fields, custom_data=params)
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from receiver.config import Config, parse_config
 
 DEMO_CONFIG = """\
-# clickledger demo network: one partner per seed system (see README "Configuration").
+# clickledger demo network: one partner per seed system (see docs/configuration.md).
 base_currency = "USD"
 homepage = "https://network.example/"
 public_url = "{public_url}"
@@ -207,11 +207,28 @@ def mark_demo_dir(data_dir: Path) -> None:
         encoding="utf-8")
 
 
+def holds_unedited_demo_config(data_dir: Path) -> bool:
+    """Whether DATA/config.toml is exactly what a demo writes (with any public_url): a demo
+    directory made before the marker existed, which a demo run may take over."""
+    try:
+        text = (data_dir / "config.toml").read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return False
+    # the first line is a comment whose wording has changed between versions
+    text = text.partition("\n")[2]
+    head, _, tail = DEMO_CONFIG.format(public_url="\x00").partition("\n")[2].partition("\x00")
+    middle = text[len(head):len(text) - len(tail)]
+    return (len(text) > len(head) + len(tail) and text.startswith(head) and text.endswith(tail)
+            and "\n" not in middle and '"' not in middle)
+
+
 def demo_dir_refusal(data_dir: Path) -> str | None:
     """Why `clickledger demo` must not take over `data_dir` without --force, or None when it may:
     a new or empty directory, or one with the demo's marker."""
     if not data_dir.exists() or (data_dir.is_dir() and (data_dir / DEMO_MARKER).is_file()):
         return None
+    if holds_unedited_demo_config(data_dir):
+        return None  # made by a demo of a version before the marker
     if not data_dir.is_dir():
         return f"{data_dir} is not a directory"
     entries = sorted(data_dir.iterdir())

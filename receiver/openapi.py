@@ -46,7 +46,7 @@ POSTBACK_CODES = (
 )
 POSTBACK_HEADERS = {
     "X-API-Key": "the partner's api key (the path key and this header win over api_key)",
-    "X-Signature": "sha256=<hex HMAC-SHA256>, for partners with a signing_secret (README)",
+    "X-Signature": "sha256=<hex HMAC-SHA256>, for partners with a signing_secret (docs/endpoints.md)",
     "X-Timestamp": "unix seconds the signature was made at; must be within 300 s of our clock",
     "X-Forwarded-For": "the client address, believed only from a trusted_proxies peer",
 }
@@ -328,7 +328,7 @@ def build_document() -> dict[str, Any]:
             "title": "clickledger receiver",
             "version": "1",
             "description": "Ad clicks and S2S conversion postbacks. Every request, refused too, "
-            "is logged durably before it is answered (see the README).",
+            "is logged durably before it is answered (see docs/endpoints.md).",
         },
         "paths": paths,
         "components": {

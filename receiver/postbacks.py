@@ -74,7 +74,7 @@ class PostbackInput:
 
 
 def signing_message(timestamp: str, method: str, path: str, query: str, body: bytes) -> bytes:
-    """The exact bytes a partner signs with HMAC-SHA256 (see the README, Authentication).
+    """The exact bytes a partner signs with HMAC-SHA256 (docs/endpoints.md, Authentication).
 
     `{timestamp}.{METHOD}.{path}?{query}.{body}`: the path and raw query string as sent
     (UTF-8), the raw body bytes (empty for a GET). Binding method, path, query and body
@@ -113,7 +113,7 @@ def signature_failure(partner: Partner, data: PostbackInput, now: datetime
         given = "sha256=" + given[7:].lower()
     if not hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace")):
         return ("invalid_signature",
-                "X-Signature is not the HMAC-SHA256 of this request (see the README)")
+                "X-Signature is not the HMAC-SHA256 of this request (see docs/endpoints.md, Authentication)")
     if not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
         return ("invalid_signature", "X-Timestamp must be unix seconds")
     skew = now.timestamp() - int(timestamp)

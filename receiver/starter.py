@@ -17,7 +17,7 @@ from receiver.config import parse_config
 
 STARTER_CONFIG = Template("""\
 # clickledger config, written by `clickledger init` on $written.
-# Every key is described in the README, "Configuration". The receiver re-reads this file
+# Every key is described in docs/configuration.md. The receiver re-reads this file
 # when it changes: an edit (a regenerated api_key) applies from the next request, and a
 # broken edit is refused while the last good config keeps serving (see /healthz).
 #

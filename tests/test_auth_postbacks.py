@@ -346,13 +346,13 @@ def test_malformed_body_refusal_still_logs_the_client_address(auth: Harness) -> 
 
 
 def test_readme_python_example_matches_the_receiver() -> None:
-    """The README's sender code, run as written, produces the receiver's signature."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    """The documented sender code (docs/endpoints.md), run as written, produces the receiver's signature."""
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "endpoints.md").read_text(encoding="utf-8")
     start = readme.index("```python\nimport hashlib, hmac, time")
     example = readme[start + len("```python\n") : readme.index("```", start + 10)]
     code = example[: example.index("\nquery = ")]  # the function, not the request it then sends
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, "docs/endpoints.md", "exec"), namespace)  # noqa: S102 - our own documentation
     headers = namespace["signed_headers"](
         "whsec-0123456789abcdef",
         "GET",

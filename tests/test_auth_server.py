@@ -173,8 +173,8 @@ def test_readme_openssl_recipe_signs_like_the_receiver(server: LiveServer) -> No
         text=True,
         check=True,
     ).stdout.strip()
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    assert f"SIG=$({script})" in readme  # the very command the README shows
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "endpoints.md").read_text(encoding="utf-8")
+    assert f"SIG=$({script})" in readme  # the very command docs/endpoints.md shows
     resp, _ = exchange(
         server,
         "GET",

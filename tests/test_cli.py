@@ -33,6 +33,7 @@ from receiver.demo import (
     DEMO_MARKER,
     demo_dir_refusal,
     free_port,
+    holds_unedited_demo_config,
     published_credentials,
     run_demo,
     stop_receiver,
@@ -220,6 +221,19 @@ def test_demo_takes_a_new_empty_or_marked_directory_and_never_a_file(tmp_path: P
     assert "not a directory" in (demo_dir_refusal(tmp_path / "notes.txt") or "")
     assert run_demo(tmp_path / "notes.txt", force=True, clicks=5, history_days=0) == 2
     assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_demo_takes_over_a_demo_directory_made_before_the_marker(tmp_path: Path) -> None:
+    """`make demo` of an earlier version left data/demo with the demo config (its temporary
+    port as public_url) and no marker: that is still the demo's own directory."""
+    write_demo_config(tmp_path, public_url="http://127.0.0.1:41234")
+    (tmp_path / "log").mkdir()
+    assert holds_unedited_demo_config(tmp_path)
+    assert demo_dir_refusal(tmp_path) is None
+    config = tmp_path / "config.toml"
+    config.write_text(config.read_text(encoding="utf-8").replace('id = "u3"', 'id = "mine"'), encoding="utf-8")
+    assert not holds_unedited_demo_config(tmp_path)  # an edited config is the user's
+    assert demo_dir_refusal(tmp_path) is not None
 
 
 @pytest.fixture(scope="module")

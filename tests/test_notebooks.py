@@ -378,6 +378,27 @@ def test_reconciliation_executes_in_jupyter_for_every_partner(partner: str, reco
     assert re.search(rf">{partner}, \d{{4}}-\d\d-\d\d to ", shown), "the heading of that partner's result"
 
 
+def test_a_statement_with_nothing_missing_executes_in_jupyter(reconciliation_ipynb: Path, demo_data: Path,
+                                                              tmp_path: Path) -> None:
+    """Every statement row is ours: "nothing is missing" is an answer shown, not a stop that
+    raises in Jupyter."""
+    import pipeline
+
+    ours = pipeline.load(demo_data).conversions.filter(pl.col("partner_id") == "acme")
+    statement = tmp_path / "acme-statement.csv"
+    ours.select("click_id", "transaction_id", "status", pl.col("amount").cast(pl.String), "currency",
+                pl.col("converted_at").dt.date().alias("date")).write_csv(statement)
+    notebook = json.loads(reconciliation_ipynb.read_text())
+    for cell in notebook["cells"]:
+        source = "".join(cell["source"])
+        cell["source"] = (source.replace('cli_arg("partner")', repr("acme"))
+                          .replace('cli_arg("statement")', repr(str(statement))))
+    target = tmp_path / "reconciliation-matched.ipynb"
+    target.write_text(json.dumps(notebook), encoding="utf-8")
+    shown = execute_in_jupyter(target, demo_data)
+    assert "Nothing is missing on our side" in shown and SHOWN_IN_JUPYTER["reconciliation"] in shown
+
+
 # ---------------------------------------------------------------- in a browser
 
 
