@@ -45,7 +45,7 @@ bench: install-dev
 	$(BIN)/python bench/run.py
 
 lint: install-dev
-	$(BIN)/ruff check receiver pipeline notebooks tests bench
+	$(BIN)/ruff check receiver pipeline clickledger notebooks tests bench
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -28,7 +28,13 @@ sys.path.insert(0, str(BENCH))
 
 from common import Figure, print_table  # noqa: E402
 
-from receiver.demo import free_port, start_receiver, stop_receiver, wait_healthy, write_demo_config  # noqa: E402
+from clickledger.demo import (  # noqa: E402
+    free_port,
+    start_receiver,
+    stop_receiver,
+    wait_healthy,
+    write_demo_config,
+)
 
 
 @dataclass

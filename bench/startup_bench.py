@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import Figure, print_table  # noqa: E402
 
-from receiver.demo import free_port, stop_receiver, write_demo_config  # noqa: E402
+from clickledger.demo import free_port, stop_receiver, write_demo_config  # noqa: E402
 from receiver.log import iter_lines  # noqa: E402
 from receiver.timeutil import parse_utc  # noqa: E402
 
@@ -48,7 +48,7 @@ DEMO_KEYS = {"acme": "sp_live_acme", "moustache": "mlk_live_7f3a9c"}
 def write_click_log(data: Path, clicks: int, seed: int = 1) -> str:
     """A log of `clicks` recorded clicks (link and earn), as the receiver writes them, by the
     offline generator (`clickledger simulate --offline --mix clicks`); returns its summary."""
-    from receiver.offline import generate_log
+    from clickledger.offline import generate_log
 
     return generate_log(data, clicks, seed=seed, mix="clicks").describe()
 
@@ -70,7 +70,7 @@ class Server:
         self.out = tempfile.TemporaryFile()  # noqa: SIM115 - read after the process ends, closed in stop()
         started = time.perf_counter()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "receiver.cli", "serve", "--data", str(data), "--port", str(self.port),
+            [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(data), "--port", str(self.port),
              "--threads", "16"], stdout=self.out, stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         while True:

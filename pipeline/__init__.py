@@ -16,7 +16,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# Exports resolve lazily (PEP 562): `clickledger serve` imports pipeline.cli to register
+# Exports resolve lazily (PEP 562): `clickledger serve` imports clickledger.pipeline_cli to register
 # its subcommands, and must not pay for importing Polars, DuckDB and pandera.
 _EXPORTS = {
     "CorruptLogError": "pipeline.errors",

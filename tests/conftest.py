@@ -5,7 +5,7 @@
 - `data_dir` / `demo_data_dir`: a DATA directory with a small test config, or the demo network's.
 - `harness` / `demo_harness` / `make_harness`: a Falcon TestClient over `create_app`, whose
   `request()` asserts that every request appended exactly one log record matching its answer.
-- `live_server`: a real `python -m receiver.cli serve` (waitress) process on a free loopback port.
+- `live_server`: a real `python -m clickledger.cli serve` (waitress) process on a free loopback port.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ import orjson
 import pytest
 import requests
 
+from clickledger.demo import write_demo_config
 from receiver.app import ReceiverApp, Settings, create_app
-from receiver.demo import write_demo_config
 from receiver.log import iter_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -477,7 +477,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 10.0) -> None:
 
 def start_live_server(data_dir: Path, write_config: Callable[[Path, str], None] | None = None,
                       threads: int = 8, attempts: int = 3) -> LiveServer:
-    """Start `python -m receiver.cli serve` on a free loopback port and wait for /healthz.
+    """Start `python -m clickledger.cli serve` on a free loopback port and wait for /healthz.
 
     `write_config(data_dir, base_url)` writes DATA/config.toml once the port is known
     (the demo config by default, with public_url pointing at this server). The server's
@@ -492,7 +492,7 @@ def start_live_server(data_dir: Path, write_config: Callable[[Path, str], None] 
         write_config(data_dir, url)
         with open(stderr_path, "wb") as stderr:
             proc = subprocess.Popen(
-                [sys.executable, "-m", "receiver.cli", "serve", "--data", str(data_dir), "--port", str(port),
+                [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(data_dir), "--port", str(port),
                  "--threads", str(threads)],
                 cwd=REPO, stdout=subprocess.DEVNULL, stderr=stderr,
                 env={**os.environ, "PYTHONUNBUFFERED": "1"},

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from receiver.demo import write_demo_config
+from clickledger.demo import write_demo_config
 from receiver.log import encode_record
 from receiver.params import normalise_status
 from receiver.timeutil import format_utc
@@ -181,8 +181,8 @@ class LogBuilder:
 
 
 def demo_config():
+    from clickledger.demo import DEMO_CONFIG
     from receiver.config import parse_config
-    from receiver.demo import DEMO_CONFIG
 
     return parse_config(DEMO_CONFIG.format(public_url="http://127.0.0.1:8080"))
 

@@ -17,18 +17,16 @@ from pathlib import Path
 import pytest
 import requests
 
-from pipeline.fx import read_fx_rates
-from receiver.cli import (
+from clickledger.cli import (
     DEFAULT_DATA,
     NOTEBOOK_OPTIONS,
-    NOTEBOOKS_DIR,
     build_parser,
     is_loopback,
     main,
     notebook_command,
+    notebooks_dir,
 )
-from receiver.config import _TABLE_KEYS, _TOP_KEYS, load_config, parse_config
-from receiver.demo import (
+from clickledger.demo import (
     DEMO_CONFIG,
     DEMO_MARKER,
     demo_dir_refusal,
@@ -40,6 +38,8 @@ from receiver.demo import (
     wait_healthy,
     write_demo_config,
 )
+from pipeline.fx import read_fx_rates
+from receiver.config import _TABLE_KEYS, _TOP_KEYS, load_config, parse_config
 from receiver.log import iter_log
 
 REPO = Path(__file__).resolve().parents[1]
@@ -52,7 +52,7 @@ DEMO_SECRETS = [p["api_key"] for p in tomllib.loads(DEMO_CONFIG.format(public_ur
 def clickledger(*args: str, cwd: Path = REPO, timeout: float = 30) -> subprocess.CompletedProcess[str]:
     """The CLI in a child process: a command that wrongly starts serving fails by timeout, not by
     hanging the suite."""
-    return subprocess.run([sys.executable, "-m", "receiver.cli", *args], cwd=cwd, capture_output=True,
+    return subprocess.run([sys.executable, "-m", "clickledger.cli", *args], cwd=cwd, capture_output=True,
                           text=True, timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO)})
 
 
@@ -148,7 +148,7 @@ def test_init_demo_writes_the_published_network_on_purpose(tmp_path: Path) -> No
 def test_serve_on_the_initialised_directory(tmp_path: Path) -> None:
     assert main(["init", "--data", str(tmp_path)]) == 0
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "receiver.cli", "serve", "--data", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path),
                              "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -308,7 +308,7 @@ def test_notebook_passes_the_documented_options_after_the_double_dash(
     command = notebook_command(notebook_args("reconciliation", "--data", str(tmp_path), "--partner", "acme",
                                              "--statement", str(statement)))
     assert command[:4] == [sys.executable, "-m", "marimo", "run"]
-    assert command[4] == str(NOTEBOOKS_DIR / "reconciliation.py")
+    assert command[4] == str(notebooks_dir() / "reconciliation.py")
     after = command[command.index("--") + 1:]
     assert after == ["--data", str(tmp_path.resolve()), "--partner", "acme", "--statement", str(statement.resolve())]
     assert "--headless" not in command
@@ -340,10 +340,10 @@ def test_notebook_is_headless_without_a_display(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_the_notebook_options_are_the_ones_each_notebook_reads() -> None:
-    notebooks = {p.stem for p in NOTEBOOKS_DIR.glob("*.py") if not p.name.startswith("_")}
+    notebooks = {p.stem for p in notebooks_dir().glob("*.py") if not p.name.startswith("_")}
     assert notebooks == set(NOTEBOOK_OPTIONS)
     for name in notebooks:
-        source = (NOTEBOOKS_DIR / f"{name}.py").read_text(encoding="utf-8")
+        source = (notebooks_dir() / f"{name}.py").read_text(encoding="utf-8")
         assert set(re.findall(r'cli_arg\("(\w+)"\)', source)) == set(NOTEBOOK_OPTIONS[name]), name
     docs = (REPO / "docs" / "notebooks.md").read_text(encoding="utf-8")
     for name, options in NOTEBOOK_OPTIONS.items():

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import free_port
 
-from receiver.cli import build_parser
+from clickledger.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"

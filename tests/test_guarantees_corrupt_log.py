@@ -15,8 +15,8 @@ import pytest
 from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
+from clickledger.cli import main
 from pipeline.errors import CorruptLogError
-from receiver.cli import main
 
 
 def three_segments() -> LogBuilder:

@@ -1,6 +1,6 @@
 """Guarantee 6: `clickledger credit` killed at any point and re-run never credits twice.
 
-The honest test: the real command in a subprocess (`python -m receiver.cli credit`),
+The honest test: the real command in a subprocess (`python -m clickledger.cli credit`),
 SIGKILLed after a random delay over a ledger batch of thousands of entries, then run
 again. After every kill the ledger holds each entry_id at most once and each earn
 click at most one credit; after a final clean run it holds exactly the entries one
@@ -61,7 +61,7 @@ def earn_log(n: int = CONVERSIONS, reversals: int = REVERSALS, *, later: bool = 
 
 
 def credit_cmd(data: Path) -> list[str]:
-    return [sys.executable, "-m", "receiver.cli", "credit", "--data", str(data)]
+    return [sys.executable, "-m", "clickledger.cli", "credit", "--data", str(data)]
 
 
 def ledger_entries(data: Path) -> list[dict]:

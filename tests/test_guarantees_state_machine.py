@@ -28,9 +28,9 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
 import pipeline
+from clickledger.demo import write_demo_config, write_fx_rates
 from pipeline.wallet import credit_batch, ledger_path, read_ledger
 from receiver.app import create_app
-from receiver.demo import write_demo_config, write_fx_rates
 from receiver.params import normalise_status
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)

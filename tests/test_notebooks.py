@@ -39,9 +39,9 @@ from typing import Any
 import polars as pl
 import pytest
 
+from clickledger.cli import build_parser
+from clickledger.demo import free_port
 from pipeline.reconciliation import csv_safe_bytes, read_statement, sample_statement
-from receiver.cli import build_parser
-from receiver.demo import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("overview", "reconciliation", "troubleshooting")
@@ -64,7 +64,7 @@ NOT_ERRORS = {"ancestor-stopped", "interruption"}
 @pytest.fixture(scope="module")
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("notebook-demo") / "data" / "demo"
-    done = subprocess.run([sys.executable, "-m", "receiver.cli", "demo", "--data", str(data)],
+    done = subprocess.run([sys.executable, "-m", "clickledger.cli", "demo", "--data", str(data)],
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (data / "warehouse" / "conversions.parquet").exists()
@@ -554,7 +554,7 @@ def test_each_notebook_renders_in_a_browser_without_errors(name: str, partner: s
 
 
 def test_notebook_command_names_the_notebooks() -> None:
-    done = subprocess.run([sys.executable, "-m", "receiver.cli", "notebook", "no-such-notebook"],
+    done = subprocess.run([sys.executable, "-m", "clickledger.cli", "notebook", "no-such-notebook"],
                           capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert done.returncode == 2
     assert "overview, reconciliation, troubleshooting" in done.stderr

@@ -14,13 +14,13 @@ import polars as pl
 import pytest
 
 import pipeline
+from clickledger.cli import main as cli_main
+from clickledger.demo import write_demo_config, write_fx_rates
+from clickledger.offline import generate_log
+from clickledger.simulate import simulate_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.staging import stage_segment, stage_segment_python
-from receiver.cli import main as cli_main
-from receiver.demo import write_demo_config, write_fx_rates
 from receiver.log import check_line, segment_paths
-from receiver.offline import generate_log
-from receiver.simulate import simulate_history
 
 EVENTS = 4000
 

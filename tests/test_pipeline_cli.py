@@ -18,9 +18,9 @@ import pytest
 from pipeline_helpers import FX_CSV, LogBuilder, cid, make_data_dir
 
 import pipeline
+from clickledger.cli import main
 from pipeline.errors import CorruptLogError, WarehouseNotFoundError
 from receiver.app import create_app
-from receiver.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
@@ -250,7 +250,7 @@ def test_progress_on_many_segments_and_missing_fx_file(tmp_path, capsys):
 
 
 def test_demo_steps_print_both_summaries(demo, capsys):
-    from pipeline.cli import demo_steps
+    from clickledger.pipeline_cli import demo_steps
 
     data, _ = demo
     assert demo_steps(data) == 0
@@ -259,7 +259,7 @@ def test_demo_steps_print_both_summaries(demo, capsys):
 
 
 def test_registering_the_commands_imports_no_heavy_library():
-    code = ("import sys, receiver.cli; receiver.cli.build_parser(); "
+    code = ("import sys, clickledger.cli; clickledger.cli.build_parser(); "
             "print(sorted(m for m in ('polars', 'duckdb', 'pandera') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 from pipeline_helpers import OFFERS, T0, LogBuilder, cid, make_data_dir
 
 import pipeline
+from clickledger.cli import main
 from pipeline.errors import StatementError, UnknownPartnerError
 from pipeline.reconciliation import DEFAULT_COLUMNS, read_statement, safe_cell, statement_columns
-from receiver.cli import main
 
 STATEMENT = """click_id,transaction_id,status,amount,currency
 {c1},,approved,100.004,USD

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from conftest import HASHED_KEY, HASHED_KEY_SHA256, TEST_CONFIG, rewrite_config, start_live_server
 
+from clickledger.demo import DEMO_CONFIG
 from receiver.app import create_app
 from receiver.config import ConfigError, ConfigStore, load_config, parse_config
-from receiver.demo import DEMO_CONFIG
 
 BASE = """\
 base_currency = "USD"

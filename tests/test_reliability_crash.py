@@ -1,6 +1,6 @@
 """Reliability: `kill -9` of a real receiver under concurrent load, cycle after cycle.
 
-Each cycle starts `python -m receiver.cli serve` on the same DATA, waits for /healthz,
+Each cycle starts `python -m clickledger.cli serve` on the same DATA, waits for /healthz,
 sends clicks and postbacks from 8 client threads (each request carrying a unique nonce,
 kept in the record's custom_data), and SIGKILLs the process mid-load. After every cycle:
 

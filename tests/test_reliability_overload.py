@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from receiver.demo import free_port, wait_healthy, write_demo_config
+from clickledger.demo import free_port, wait_healthy, write_demo_config
 from receiver.log import iter_log
 
 CLIENTS = 48
@@ -40,7 +40,7 @@ def test_a_burst_beyond_capacity_is_shed_with_logged_503s(tmp_path: Path) -> Non
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--data", str(tmp_path), "--port", str(port),
+        [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path), "--port", str(port),
          "--threads", "2", "--max-queue", "4"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     answers: Counter[int] = Counter()

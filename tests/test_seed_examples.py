@@ -1,6 +1,6 @@
 """Every curl / URL example of the five seed documents, sent to a real local receiver.
 
-The receiver runs the demo network (receiver.demo.write_demo_config) in a real waitress
+The receiver runs the demo network (clickledger.demo.write_demo_config) in a real waitress
 process; placeholders (PRODUCT_ID, TOKEN, CLICK_ID, YOUR_KEY, sp_live_xxx, clk_xxx, XXXX,
 {click_id}...) are replaced by the demo's real ids and keys, and each answer is checked
 against the contract, together with the one log record it produced.

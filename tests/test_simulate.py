@@ -13,11 +13,8 @@ from pathlib import Path
 import pytest
 from waitress.server import create_server
 
-from receiver.app import create_app
-from receiver.config import load_config
-from receiver.demo import free_port, write_demo_config, write_fx_rates
-from receiver.log import iter_log
-from receiver.simulate import (
+from clickledger.demo import free_port, write_demo_config, write_fx_rates
+from clickledger.simulate import (
     MACROS,
     SimulationError,
     SimulationSummary,
@@ -26,6 +23,9 @@ from receiver.simulate import (
     plan_traffic,
     simulate,
 )
+from receiver.app import create_app
+from receiver.config import load_config
+from receiver.log import iter_log
 
 CLICKS = 60
 

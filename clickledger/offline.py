@@ -1,7 +1,7 @@
 """`clickledger simulate --offline`: a large, valid event log written directly, without HTTP.
 
 The records must be exactly what the receiver would have written, so they are not
-invented here: a few days of planned traffic (receiver.simulate's plan, every dialect,
+invented here: a few days of planned traffic (clickledger.simulate's plan, every dialect,
 refusal and follow-up it knows) are first sent through the real receiver in process,
 with seeded click and event ids and a simulated clock. Those records are the
 *templates*. Each template line is compiled once into a bytes format string whose
@@ -127,8 +127,8 @@ def capture_day(config_dir: Path, *, clicks: int, seed: int, day: date) -> list[
     Sent one request at a time (the live simulator uses threads, whose interleaving is
     not reproducible) with seeded ids and a clock walking through `day`.
     """
+    from clickledger.simulate import load, plan_traffic, resolve
     from receiver.app import create_app
-    from receiver.simulate import load, plan_traffic, resolve
 
     config, keys = load(config_dir)
     plan = plan_traffic(config, keys, clicks, seed)
@@ -145,7 +145,7 @@ def capture_day(config_dir: Path, *, clicks: int, seed: int, day: date) -> list[
                          new_click_id=_seeded_ids(rng), new_event_id=_seeded_ids(rng))
         try:
             client = _WsgiClient(app)
-            from receiver.simulate import _Sender
+            from clickledger.simulate import _Sender
 
             sender = _Sender(client, float("inf"))  # type: ignore[arg-type]
             clicked: dict[int, object] = {}
@@ -439,7 +439,7 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
     """
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {', '.join(MIXES)}")
-    from receiver.demo import write_demo_config, write_fx_rates
+    from clickledger.demo import write_demo_config, write_fx_rates
 
     started = time.perf_counter()
     out = Path(out)

@@ -136,7 +136,7 @@ def init_data_dir(data_dir: Path, *, demo: bool = False, force: bool = False) ->
     Returns 0, or 2 after saying why on stderr: an existing config.toml is kept unless
     `force`, and then moved aside rather than lost.
     """
-    from receiver.demo import mark_demo_dir, write_demo_config, write_fx_rates
+    from clickledger.demo import mark_demo_dir, write_demo_config, write_fx_rates
 
     data_dir = Path(data_dir)
     config_path = data_dir / "config.toml"

@@ -1,6 +1,6 @@
 """`clickledger run | credit | reconcile`: the pipeline's batch commands.
 
-`register(subparsers)` is called by receiver.cli while it builds its parser, so this
+`register(subparsers)` is called by clickledger.cli while it builds its parser, so this
 module imports nothing heavy at import time: Polars, DuckDB and pandera are imported
 inside the command functions. Commands print their summary to stdout, progress and
 warnings to stderr, and exit non-zero with the error's message on failure.
@@ -111,7 +111,7 @@ def _reconcile(args: argparse.Namespace) -> int:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the pipeline's subcommands to clickledger's parser."""
-    from receiver.cli import add_command, add_data_option
+    from clickledger.cli import add_command, add_data_option
 
     def data_option(p: argparse.ArgumentParser) -> None:
         add_data_option(p, DEFAULT_DATA, "the data directory (config.toml, log/, fx_rates.csv)")

@@ -294,7 +294,7 @@ def wait_healthy(url: str, timeout: float = 30.0, proc: subprocess.Popen | None 
 
 def start_receiver(data_dir: Path, port: int, threads: int = 16) -> subprocess.Popen:
     return subprocess.Popen(
-        [sys.executable, "-m", "receiver.cli", "serve", "--data", str(data_dir), "--port", str(port),
+        [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(data_dir), "--port", str(port),
          "--threads", str(threads)],
         stdout=subprocess.DEVNULL,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -318,7 +318,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     Refuses (2) a directory the demo did not make (see `demo_dir_refusal`) unless `force`,
     and prints each path it removes.
     """
-    from receiver.simulate import simulate, simulate_history
+    from clickledger.simulate import simulate, simulate_history
 
     data_dir = Path(data_dir)
     refusal = demo_dir_refusal(data_dir)
@@ -387,7 +387,7 @@ def _nightly_credit(data_dir: Path) -> None:
 def _run_pipeline(data_dir: Path) -> int:
     """Run the pipeline and the credit job over the demo log, when the pipeline is installed."""
     try:
-        from pipeline.cli import demo_steps
+        from clickledger.pipeline_cli import demo_steps
     except ImportError:
         return 0
     return demo_steps(data_dir)

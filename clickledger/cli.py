@@ -7,7 +7,6 @@ Pipeline commands are imported lazily so `serve` never loads Polars or DuckDB.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
 import shlex
 import sys
@@ -16,7 +15,15 @@ from pathlib import Path
 
 DEFAULT_DATA = Path("data")
 DEMO_DATA = DEFAULT_DATA / "demo"  # where `make demo` puts the demo network
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebooks_dir() -> Path:
+    """Where the notebooks are: they ship inside the package (pyproject maps the top-level
+    notebooks/ folder to clickledger.notebooks), so a checkout and an installed clickledger
+    find them from any working directory."""
+    import clickledger.notebooks
+
+    return Path(clickledger.notebooks.__file__).resolve().parent
 # The arguments each notebook reads after `--` (pipeline.notebook_support.cli_arg), as
 # docs/notebooks.md documents them; --data is passed to every notebook.
 NOTEBOOK_OPTIONS: dict[str, tuple[str, ...]] = {
@@ -94,8 +101,8 @@ def is_loopback(host: str) -> bool:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from clickledger.demo import published_credentials
     from receiver.config import ConfigError, load_config
-    from receiver.demo import published_credentials
     from receiver.server import serve
 
     config_path = Path(args.data) / "config.toml"
@@ -119,7 +126,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    from receiver.starter import init_data_dir
+    from clickledger.starter import init_data_dir
 
     return init_data_dir(args.data, demo=args.demo, force=args.force)
 
@@ -129,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if args.out is None or args.events is None:
             print("clickledger simulate --offline needs --events N and --out DIR", file=sys.stderr)
             return 2
-        from receiver.offline import generate_log
+        from clickledger.offline import generate_log
 
         try:
             summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix)
@@ -141,13 +148,13 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.url is None:
         print("clickledger simulate needs --url (or --offline to write a log directly)", file=sys.stderr)
         return 2
-    from receiver.simulate import main as simulate_main
+    from clickledger.simulate import main as simulate_main
 
     return simulate_main(args)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from receiver.demo import run_demo
+    from clickledger.demo import run_demo
 
     return run_demo(args.data, port=args.port, clicks=args.clicks, seed=args.seed,
                     history_days=args.history_days, force=args.force)
@@ -162,9 +169,9 @@ def has_display() -> bool:
 
 def notebook_command(args: argparse.Namespace) -> list[str]:
     """The `marimo run` command line of `clickledger notebook`; ValueError says what is wrong."""
-    path = NOTEBOOKS_DIR / f"{args.name}.py"
+    path = notebooks_dir() / f"{args.name}.py"
     if not path.is_file():
-        names = sorted(p.stem for p in NOTEBOOKS_DIR.glob("*.py") if not p.name.startswith("_"))
+        names = sorted(p.stem for p in notebooks_dir().glob("*.py") if not p.name.startswith("_"))
         raise ValueError(f"no notebook {args.name!r} (have: {', '.join(names) or 'none'})")
     reads = NOTEBOOK_OPTIONS.get(args.name, ())
     passed = [name for name in ("partner", "statement", "click") if getattr(args, name) is not None]
@@ -310,13 +317,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--click", metavar="ID",
                    help="troubleshooting: a click id or transaction id (or part of one) whose story to open")
 
-    # Subcommands of the pipeline and notebooks register themselves when present.
-    for module in ("pipeline.cli",):
-        try:
-            importlib.import_module(module).register(sub)
-        except ModuleNotFoundError as exc:
-            if exc.name != module:
-                raise
+    # The pipeline's batch commands (run, credit, reconcile) import Polars and DuckDB only when run.
+    from clickledger import pipeline_cli
+
+    pipeline_cli.register(sub)
     return parser
 
 
