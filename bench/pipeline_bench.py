@@ -37,7 +37,7 @@ def _child(code: str, *args: str) -> list[str]:
 FLOOR = ("import sys, duckdb; con = duckdb.connect(); con.execute('SET enable_progress_bar = false'); "
          "print(con.sql(\"select count(*) from read_ndjson('\" + sys.argv[1] + "
          "\"/log/segment-*.ndjson')\").fetchall()[0][0])")
-GENERATE = ("import sys; from pathlib import Path; from clickledger.offline import generate_log; "
+GENERATE = ("import sys; from pathlib import Path; from clickledger.simulator.offline import generate_log; "
             "s = generate_log(Path(sys.argv[1]), int(sys.argv[2]), seed=int(sys.argv[3]), "
             "append=sys.argv[4] == 'append', mix='earn' if sys.argv[4] == 'earn' else 'all'); "
             "print(s.events, s.by_kind['postback recorded'])")

@@ -48,7 +48,7 @@ DEMO_KEYS = {"acme": "sp_live_acme", "moustache": "mlk_live_7f3a9c"}
 def write_click_log(data: Path, clicks: int, seed: int = 1) -> str:
     """A log of `clicks` recorded clicks (link and earn), as the receiver writes them, by the
     offline generator (`clickledger simulate --offline --mix clicks`); returns its summary."""
-    from clickledger.offline import generate_log
+    from clickledger.simulator.offline import generate_log
 
     return generate_log(data, clicks, seed=seed, mix="clicks").describe()
 

@@ -136,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
         if args.out is None or args.events is None:
             print("clickledger simulate --offline needs --events N and --out DIR", file=sys.stderr)
             return 2
-        from clickledger.offline import generate_log
+        from clickledger.simulator.offline import generate_log
 
         try:
             summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix)
@@ -148,7 +148,7 @@ def _simulate(args: argparse.Namespace) -> int:
     if args.url is None:
         print("clickledger simulate needs --url (or --offline to write a log directly)", file=sys.stderr)
         return 2
-    from clickledger.simulate import main as simulate_main
+    from clickledger.simulator.run import main as simulate_main
 
     return simulate_main(args)
 

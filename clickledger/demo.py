@@ -318,7 +318,8 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     Refuses (2) a directory the demo did not make (see `demo_dir_refusal`) unless `force`,
     and prints each path it removes.
     """
-    from clickledger.simulate import simulate, simulate_history
+    from clickledger.simulator.history import simulate_history
+    from clickledger.simulator.run import simulate
 
     data_dir = Path(data_dir)
     refusal = demo_dir_refusal(data_dir)

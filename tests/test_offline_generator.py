@@ -16,8 +16,8 @@ import pytest
 import pipeline
 from clickledger.cli import main as cli_main
 from clickledger.demo import write_demo_config, write_fx_rates
-from clickledger.offline import generate_log
-from clickledger.simulate import simulate_history
+from clickledger.simulator.history import simulate_history
+from clickledger.simulator.offline import generate_log
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.staging import stage_segment, stage_segment_python
 from receiver.log import check_line, segment_paths

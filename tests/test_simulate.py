@@ -4,25 +4,29 @@ one its scenario expects, and the log holds exactly one record per request the s
 from __future__ import annotations
 
 import argparse
+import ast
+import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import pytest
 from waitress.server import create_server
 
+import clickledger
 from clickledger.demo import free_port, write_demo_config, write_fx_rates
-from clickledger.simulate import (
-    MACROS,
-    SimulationError,
-    SimulationSummary,
-    main,
-    plain_keys,
-    plan_traffic,
-    simulate,
-)
+from clickledger.simulator.clients import CLIENT_ADDRS, InProcessClient
+from clickledger.simulator.history import simulate_history
+from clickledger.simulator.offline import capture_day
+from clickledger.simulator.plan import MACROS, SimulationError, load, plain_keys, plan_traffic
+from clickledger.simulator.run import main, simulate
+from clickledger.simulator.sending import Request, classify
+from clickledger.simulator.steps import DIALECT_PATHS, DIALECTS, Step
+from clickledger.simulator.summary import SimulationSummary
+from receiver import postbacks
 from receiver.app import create_app
 from receiver.config import load_config
 from receiver.log import iter_log
@@ -201,3 +205,87 @@ def test_earn_postbacks_reach_the_receiver_even_when_public_url_names_another(
     summary.stand_in_for_public_url = True
     note = next(line for line in summary.describe().splitlines() if "postback_url on" in line)
     assert "as expected" in note and "make serve" in note
+
+
+# ---------------------------------------------------------------- one plan, three ways to send it
+
+
+CONTENT_TYPES = {"": None, "json": "application/json", "form": "application/x-www-form-urlencoded"}
+
+
+def _planned(steps: Iterable[Step]) -> list[tuple[str, str | None, str]]:
+    """What the log must show for these steps: one record a step, with the answer it expects."""
+    return [(s.method, CONTENT_TYPES[s.body_format], next(iter(s.expected))) for s in steps]
+
+
+def _logged(records: Iterable[dict]) -> list[tuple[str, str | None, str]]:
+    return [(r["method"], r["content_type"], r["result"] or r["error"]) for r in records]
+
+
+def test_the_online_simulator_sends_the_plan_of_its_seed(served: tuple[str, Path]) -> None:
+    url, data = served
+    before = sum(1 for _ in iter_log(data / "log"))
+    summary = simulate(url, data, clicks=30, seed=21)
+    config, keys = load(data)
+    plan = plan_traffic(config, keys, 30, seed=21)
+    records = list(iter_log(data / "log"))[before:]
+    healthz = Counter([("GET", None, "ok")])
+    assert Counter(_logged(records)) == Counter(_planned(plan)) + healthz
+    assert summary.sent == Counter((s.kind, s.dialect, s.scenario) for s in plan) + Counter(
+        [("health", "", "healthz")])
+    assert Counter(_planned(plan)) != Counter(_planned(plan_traffic(config, keys, 30, seed=22)))
+
+
+def test_the_history_sends_each_days_plan_in_process(tmp_path: Path) -> None:
+    write_demo_config(tmp_path)
+    write_fx_rates(tmp_path)
+    [summary] = simulate_history(tmp_path, days=1, clicks_per_day=30, seed=4,
+                                 end=datetime(2024, 3, 6, 15, tzinfo=UTC))
+    config, keys = load(tmp_path)
+    plan = plan_traffic(config, keys, summary.clicks, seed=4 * 1000 + 1)  # day 1 before the end
+    records = list(iter_log(tmp_path / "log"))
+    assert Counter(_logged(records)) == Counter(_planned(plan))
+    assert not summary.unexpected, summary.describe()
+    assert {r["received_at"][:10] for r in records} == {"2024-03-05"}
+    assert {r["remote_addr"] for r in records} == set(CLIENT_ADDRS)
+
+
+def test_the_offline_templates_are_the_plan_sent_in_order(tmp_path: Path) -> None:
+    write_demo_config(tmp_path)
+    records = [json.loads(line) for line in capture_day(tmp_path, clicks=30, seed=9, day=date(2024, 1, 1))]
+    config, keys = load(tmp_path)
+    assert _logged(records) == _planned(plan_traffic(config, keys, 30, seed=9))
+    assert {r["received_at"][:10] for r in records} == {"2024-01-01"}
+    assert {r["remote_addr"] for r in records} == set(CLIENT_ADDRS)
+
+
+def test_dialect_paths_are_the_receivers_postback_routes(tmp_path: Path) -> None:
+    assert {dialect: route for route, dialect in postbacks.DIALECTS.items()} == DIALECT_PATHS
+    # the plan draws from its seeded generator dialect by dialect: this order is part of every plan
+    assert DIALECTS == ("network", "publisher", "peerclick", "advertiser", "earn")
+    write_demo_config(tmp_path)
+    app = create_app(tmp_path)
+    try:
+        client = InProcessClient(app)
+
+        def answer(path: str) -> str:
+            return classify(*client.send(Request("POST", path, b"", {}), 1.0)[:3])
+
+        for dialect, path in DIALECT_PATHS.items():
+            assert answer(path.replace("{key}", "some-key")) != "not_found", dialect
+        assert answer("/postback-nowhere") == "not_found"
+    finally:
+        app.receiver.close()
+
+
+def test_no_clickledger_module_imports_a_private_name() -> None:
+    """Each module keeps its private names: what another needs it makes public."""
+    root = Path(clickledger.__file__).parent
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0 and (
+                    node.module.split(".")[0] in ("clickledger", "receiver", "pipeline")):
+                found += [f"{path.relative_to(root)}: from {node.module} import {a.name}"
+                          for a in node.names if a.name.startswith("_")]
+    assert not found

@@ -1,0 +1,239 @@
+"""`clickledger simulate --offline`: a large, valid event log written directly, without HTTP.
+
+The records must be exactly what the receiver would have written, so they are not
+invented here: a few days of the simulator's plan (every dialect, refusal and follow-up
+it knows) are first sent through the real receiver in process (`history.send_day`, one
+request at a time), with seeded click and event ids and a simulated clock. Those records
+are the *templates* (`clickledger.simulator.templates`); each generated day is a template
+with fresh ids and its dates moved, and writev of the pieces makes it fast.
+Same seed, same arguments: byte-identical files.
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import math
+import os
+import random
+import tempfile
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from clickledger.simulator.history import send_day
+from clickledger.simulator.plan import load, plan_traffic
+from clickledger.simulator.summary import SimulationSummary
+from clickledger.simulator.templates import (
+    CLICK_SHARE,
+    HEAD_BYTES,
+    MIXES,
+    compile_template,
+    day_lines,
+    day_values,
+)
+from receiver.log import (
+    DEFAULT_SEGMENT_BYTES,
+    SEGMENT_RE,
+    SegmentWriter,
+    iter_segment,
+    segment_paths,
+)
+
+FIRST_DAY = date(2024, 1, 1)  # day 0 of every generated log: output never depends on today
+TEMPLATES = 3  # distinct days of traffic; more gives more variety, costs ~1 s each to capture
+_NEWLINE = b"\n"
+# buffers per writev, a multiple of 3 (crc32 member, rest, newline of a line) within IOV_MAX
+_IOV = min(1020, os.sysconf("SC_IOV_MAX") // 3 * 3)
+
+
+@dataclass
+class OfflineSummary:
+    """What `generate_log` wrote."""
+
+    out: Path
+    events: int = 0
+    segments: list[Path] = field(default_factory=list)
+    first_seq: int = 0
+    last_seq: int = 0
+    first_day: date = FIRST_DAY
+    last_day: date = FIRST_DAY
+    by_kind: Counter[str] = field(default_factory=Counter)  # "kind result", e.g. "postback recorded"
+    seconds: float = 0.0
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events / self.seconds if self.seconds else 0.0
+
+    def describe(self) -> str:
+        top = ", ".join(f"{k} {n:,}" for k, n in self.by_kind.most_common(8))
+        return (f"clickledger simulate --offline: {self.events:,} events (seq {self.first_seq:,}.."
+                f"{self.last_seq:,}) in {len(self.segments)} new segment(s) of {self.out / 'log'}, days "
+                f"{self.first_day}..{self.last_day}, {self.seconds:.1f} s ({self.events_per_second:,.0f} "
+                f"events/s)\n  {top}")
+
+
+
+# ---------------------------------------------------------------- capturing templates
+
+
+def _seeded_ids(rng: random.Random) -> Callable[[], str]:
+    def new_id() -> str:
+        return str(uuid.UUID(int=rng.getrandbits(128), version=4))
+    return new_id
+
+
+def capture_day(config_dir: Path, *, clicks: int, seed: int, day: date) -> list[bytes]:
+    """One day of planned traffic sent through the real receiver in process: its log lines.
+
+    Sent one request at a time (the live simulator uses threads, whose interleaving is
+    not reproducible) with seeded ids and a clock walking through `day`.
+    """
+    config, keys = load(config_dir)
+    plan = plan_traffic(config, keys, clicks, seed)
+    rng = random.Random(seed)
+    with tempfile.TemporaryDirectory(prefix="clickledger-template-") as tmp:
+        data = Path(tmp)
+        (data / "config.toml").write_bytes((config_dir / "config.toml").read_bytes())
+        # no fsync: these records are scratch, and a day costs thousands of appends
+        writer = SegmentWriter(data / "log", fsync=lambda fd: None)
+        send_day(data, plan, datetime(day.year, day.month, day.day, tzinfo=UTC),
+                 SimulationSummary("templates", seed, clicks, planned=len(plan)), threads=1,
+                 deadline=math.inf, writer=writer, new_click_id=_seeded_ids(rng),
+                 new_event_id=_seeded_ids(rng))
+        return [line for path in segment_paths(data / "log") for line in path.read_bytes().splitlines()]
+
+
+# ---------------------------------------------------------------- writing days
+
+
+def _write_lines(fd: int, heads: list[bytes], bodies: list[bytes]) -> None:
+    """Append the lines to the file `fd` with writev, no copy of them in Python."""
+    pieces = [_NEWLINE] * (3 * len(heads))
+    pieces[0::3], pieces[1::3] = heads, bodies
+    for start in range(0, len(pieces), _IOV):
+        chunk = pieces[start:start + _IOV]
+        done = os.writev(fd, chunk)
+        if done < sum(map(len, chunk)):  # a short write (a signal, a full disk): the rest plainly
+            rest = memoryview(b"".join(chunk))[done:]
+            while rest:
+                rest = rest[os.write(fd, rest):]
+
+
+# ---------------------------------------------------------------- the log directory
+
+
+def _existing(log_dir: Path) -> tuple[int, int, date | None]:
+    """(last segment number, last seq, day of the last record) of an existing log."""
+    paths = segment_paths(log_dir)
+    if not paths:
+        return 0, 0, None
+    number = int(SEGMENT_RE.match(paths[-1].name).group(1))
+    for path in reversed(paths):
+        last = None
+        for record in iter_segment(path):
+            last = record
+        if last is not None:
+            return number, int(last["seq"]), date.fromisoformat(str(last["received_at"])[:10])
+    return number, 0, None
+
+
+def template_clicks(events: int) -> int:
+    """Clicks per template day: more for a bigger log (10M events span ~5 years of days); capped
+    because a template costs ~0.4 ms per request to capture."""
+    return max(40, min(1500, events // 6000))
+
+
+def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
+                 clicks_per_day: int | None = None, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
+                 mix: str = "all") -> OfflineSummary:
+    """Write `events` records as log segments of `out`/log (plus config.toml and fx_rates.csv).
+
+    A fresh directory gets the demo network's config. `append=True` continues an existing
+    log as a restarted receiver would: a new segment, seq and days carrying on. The same
+    arguments give byte-identical files. `mix="earn"` writes only the earn app's traffic
+    (an earn-heavy log, for the wallet credit job); `mix="clicks"` only recorded clicks, link
+    and earn (for the receiver's start-up with millions of known clicks).
+    """
+    if mix not in MIXES:
+        raise ValueError(f"mix must be one of {', '.join(MIXES)}")
+    from clickledger.demo import write_demo_config, write_fx_rates
+
+    started = time.perf_counter()
+    out = Path(out)
+    log_dir = out / "log"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    if not (out / "config.toml").exists():
+        write_demo_config(out)
+    number, last_seq, last_day = _existing(log_dir)
+    if number and not append:
+        raise FileExistsError(f"{log_dir} already holds segments (use append=True to continue it)")
+    first_day = (last_day - FIRST_DAY).days + 1 if last_day is not None else 0
+    per_day = clicks_per_day or template_clicks(events)
+    templates = [compile_template(capture_day(out, clicks=per_day, seed=seed * 1000 + t, day=FIRST_DAY),
+                                  seed=seed * 1000 + t, mix=mix,
+                                  # an earn-heavy log is for crediting: no never-converting clicks
+                                  click_share=CLICK_SHARE if mix == "all" else 0.0)
+                 for t in range(TEMPLATES)]
+    # seeded by what came before too, so an appended part never repeats the ids of the first
+    rng = random.Random(f"{seed}:{last_seq}")
+    summary = OfflineSummary(out, first_seq=last_seq + 1)
+    size = 0
+    fd = None
+
+    def open_next() -> None:
+        nonlocal fd, number, size
+        if fd is not None:
+            fd.close()
+        number += 1
+        path = log_dir / f"segment-{number:08d}.ndjson"
+        fd = path.open("xb", buffering=0)  # unbuffered: _write_lines writes straight from the lines
+        summary.segments.append(path)
+        size = 0
+
+    open_next()
+    seq, day, left = last_seq + 1, first_day, events
+    while left > 0:
+        template = templates[day % len(templates)]
+        count = min(left, len(template.lines))
+        if count == len(template.lines):
+            summary.by_kind.update(template.tags)
+        else:
+            summary.by_kind.update(line.tag for line in template.lines[:count])
+        for heads, bodies in day_lines(template, day_values(template, rng, day), seq, count):
+            # rotate as the receiver does: before a write, once the segment is past the limit
+            n = len(bodies)
+            total = sum(map(len, bodies)) + (HEAD_BYTES + 1) * n
+            if size + total - (HEAD_BYTES + len(bodies[-1]) + 1) < segment_bytes:
+                _write_lines(fd.fileno(), heads, bodies)  # type: ignore[union-attr]  # the common case
+                size += total
+                continue
+            ends = list(itertools.accumulate((HEAD_BYTES + len(body) + 1 for body in bodies),
+                                             initial=0))  # where each line of the batch starts, then the end
+            i = 0
+            while i < n:  # lines i.. go to this segment while its size before them is below the limit
+                cut = bisect.bisect_left(ends, segment_bytes - size + ends[i], lo=i, hi=n)
+                _write_lines(fd.fileno(), heads[i:cut], bodies[i:cut])  # type: ignore[union-attr]
+                size += ends[cut] - ends[i]
+                if cut < n:
+                    open_next()
+                i = cut
+        seq += count
+        left -= count
+        day += 1
+    fd.close()  # type: ignore[union-attr]
+    summary.last_day = FIRST_DAY + timedelta(days=day - 1)
+    summary.events = sum(summary.by_kind.values())
+    summary.last_seq = last_seq + summary.events
+    summary.first_day = FIRST_DAY + timedelta(days=first_day)
+    # rates for every day of the log; the expiry days of the last clicks need none
+    write_fx_rates(out, today=summary.last_day, days=(summary.last_day - FIRST_DAY).days + 1)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+__all__ = ["FIRST_DAY", "OfflineSummary", "capture_day", "generate_log", "template_clicks"]
