@@ -31,6 +31,7 @@ def test_a_line_round_trips_and_every_way_of_framing_gives_the_same_bytes(record
     assert framing.check_line(line) == {"crc32": line[framing.CRC_DIGITS].decode(), **record}
     body = orjson.dumps(record)
     assert framing.frame_json(body) == line
+    assert framing.unframe(line) == framing.unframe(line[:-1]) == body
     rest = body[1:]
     assert framing.line_head(rest) + rest + framing.NEWLINE == line
     assert framing.line_heads([rest, rest]) == [line[:framing.CRC_PREFIX_LEN]] * 2

@@ -62,6 +62,12 @@ def frame_json(body: bytes) -> bytes:
     return line_head(rest) + rest + NEWLINE
 
 
+def unframe(line: bytes) -> bytes:
+    """A line's record as JSON without its crc32 member (`{"v":1,...}`), unchecked; the inverse
+    of `frame_json` for an intact line (see `check_line`)."""
+    return b"{" + line[CRC_PREFIX_LEN:].rstrip(NEWLINE)
+
+
 def encode_record(record: dict[str, Any]) -> bytes:
     """One log line: the record as JSON with its crc32 as first member, newline-terminated."""
     if not record:  # `{"crc32":"...",}` would not be JSON: no reader could ever read it back
