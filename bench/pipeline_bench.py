@@ -21,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import Figure, print_table, run_timed  # noqa: E402
+from receiver.contract.datadir import DataDir  # noqa: E402
 
 PY = sys.executable
 CLI = [PY, "-m", "clickledger.cli"]
@@ -87,9 +88,10 @@ def run(work: Path, events: int = 10_000_000) -> list[Figure]:
     fresh = work / "pipeline-log-full"
     shutil.rmtree(fresh, ignore_errors=True)
     fresh.mkdir(parents=True)
-    for name in ("config.toml", "fx_rates.csv"):
-        shutil.copy(data / name, fresh / name)
-    (fresh / "log").symlink_to((data / "log").resolve())  # same segments, no staging cache
+    source, copy = DataDir(data), DataDir(fresh)
+    shutil.copy(source.config_path, copy.config_path)
+    shutil.copy(source.fx_rates_path, copy.fx_rates_path)
+    copy.log_dir.symlink_to(source.log_dir.resolve())  # same segments, no staging cache
     again = run_timed([*CLI, "run", "--data", str(fresh)])
     _check(again, "full run after the append")
     same = run_timed(_child(EQUAL, str(data), str(fresh)))

@@ -37,8 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import Figure, print_table  # noqa: E402
 
 from clickledger.demo import free_port, stop_receiver, write_demo_config  # noqa: E402
-from receiver.log import iter_lines  # noqa: E402
-from receiver.timeutil import parse_utc  # noqa: E402
+from receiver.contract.datadir import DataDir  # noqa: E402
+from receiver.contract.framing import iter_lines, segment_paths  # noqa: E402
+from receiver.contract.timeutil import parse_utc  # noqa: E402
 
 PART = "3 receiver start-up"
 START_TARGET_S = 10.0
@@ -115,7 +116,7 @@ class Server:
 
 def _sample_clicks(data: Path, count: int, seed: int) -> list[dict[str, Any]]:
     """Clicks read back from the log (first, middle and last segments) for the postback checks."""
-    segments = sorted((data / "log").glob("segment-*.ndjson"))
+    segments = segment_paths(DataDir(data).log_dir)
     picked = {segments[0], segments[len(segments) // 2], segments[-1]}
     clicks = [rec["fields"] for seg in picked for _, rec in iter_lines(seg)
               if isinstance(rec, dict) and rec.get("kind") == "click" and rec.get("result") == "click"]
@@ -159,7 +160,7 @@ def _lookup_micros(data: Path, seed: int) -> tuple[float, float]:
     """Mean µs of ClickIndex.get for known and for unknown ids, over the index the server loads."""
     from receiver.snapshot import load_indexes
 
-    loaded = load_indexes(data / "log")
+    loaded = load_indexes(DataDir(data).log_dir)
     known = [f["click_id"] for f in _sample_clicks(data, 20_000, seed)]
     rng = random.Random(seed + 2)
     unknown = [str(uuid.UUID(int=rng.getrandbits(128), version=4)) for _ in range(20_000)]
@@ -182,13 +183,14 @@ def run(work: Path, clicks: int = 10_000_000, seed: int = 1, reuse: bool = False
     shutil.rmtree(empty, ignore_errors=True)
     write_demo_config(empty)
     started = time.perf_counter()
-    if not (reuse and (data / "log").is_dir()):
+    if not (reuse and DataDir(data).log_dir.is_dir()):
         shutil.rmtree(data, ignore_errors=True)
         write_click_log(data, clicks, seed)
-    shutil.rmtree(data / "index", ignore_errors=True)
+    shutil.rmtree(DataDir(data).index_dir, ignore_errors=True)
     written = time.perf_counter() - started
-    log_bytes = sum(p.stat().st_size for p in (data / "log").glob("segment-*.ndjson"))
-    segments = len(list((data / "log").glob("segment-*.ndjson")))
+    log_segments = segment_paths(DataDir(data).log_dir)
+    log_bytes = sum(p.stat().st_size for p in log_segments)
+    segments = len(log_segments)
     figures: list[Figure] = []
 
     first = Server(data)

@@ -51,7 +51,7 @@ def _(wh):
         0, named=True)
     _rate = _row["conversions"] / _row["clicks"] if _row["clicks"] else 0.0
     _epc = float(_row["payouts"]) / _row["clicks"] if _row["clicks"] else 0.0
-    base = wh.conversions["base_currency"][0] if wh.conversions.height else "USD"
+    base = wh.base_currency
     _days = f"{daily['day'].min()} to {daily['day'].max()}" if daily.height else "no days yet"
     mo.vstack([
         mo.md(f"**{_days}** (UTC), {wh.conversions.height:,} conversions in all, "

@@ -222,7 +222,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
         pl.coalesce("user_id", "pb_user_id").alias("user_id"),
         pl.coalesce("product_id", "pb_product_id").alias("product_id"),
         pl.coalesce("click_source", "pb_click_source").alias("click_source"),
-        pl.coalesce("pb_currency", "offer_currency", pl.lit("USD")).alias("currency"),
+        pl.coalesce("pb_currency", "offer_currency", pl.lit(base_currency)).alias("currency"),
         pl.coalesce("commission_sent", pl.col("commission") > 0).alias("commission_sent"),
         pl.col("converted_at").dt.date().alias("day"),
     )
@@ -239,7 +239,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
         .when(src == "percent").then(percent_of(pl.col("amount"), pl.col("revenue_share_percent")))
         .when(src == "fixed").then(pl.col("revenue_share_fixed"))
         .otherwise(pl.lit(None, dtype=MONEY)).alias("affiliate_payout"),
-        pl.when(src == "fixed").then(pl.coalesce("offer_currency", pl.lit("USD")))
+        pl.when(src == "fixed").then(pl.coalesce("offer_currency", pl.lit(base_currency)))
         .when(src.is_not_null()).then(pl.col("currency"))
         .otherwise(pl.lit(None, dtype=pl.String)).alias("affiliate_payout_currency"),
         mul(pl.col("amount"), pl.col("fx_rate")).alias("amount_base"),

@@ -13,7 +13,7 @@ import polars as pl
 
 from pipeline.money import MONEY
 from pipeline.schemas import polars_schema
-from receiver.config import Config
+from receiver.contract.config import Config
 
 
 def _offer_terms(config: Config | None) -> pl.DataFrame:

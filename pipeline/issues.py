@@ -25,10 +25,10 @@ import polars as pl
 from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
-from receiver.errors import HTTP_STATUS
-from receiver.params import click_id_shape
+from receiver.contract.codes import HTTP_STATUS
+from receiver.contract.params import click_id_shape
 
-# Reasons a click id we did not find is told apart into, by its shape (receiver.params.click_id_shape,
+# Reasons a click id we did not find is told apart into, by its shape (receiver.contract.params.click_id_shape,
 # which also words the receiver's click_not_found message).
 CLICK_ID_REASONS = {
     "empty": "empty_click_id",
@@ -41,7 +41,7 @@ REFINED_CODES: dict[str, tuple[str, ...]] = {
     "click_not_found": ("unsubstituted_macro", "malformed_click_id", "unknown_click_id"),
     "invalid_api_key": ("wrong_api_key", "key_of_another_partner"),
 }
-# Every other code the receiver answers (receiver.errors.HTTP_STATUS) is one reason. Most keep their
+# Every other code the receiver answers (receiver.contract.codes.HTTP_STATUS) is one reason. Most keep their
 # name; a few are named for what support sees. Click and any-route codes are here too: they have no
 # postback_issues row of their own (but for a postback route's 405, 413, 500, 503), yet support looks
 # them up in the fix guide all the same.
@@ -88,7 +88,7 @@ def reasons_for_code(code: str) -> tuple[str, ...]:
         return REFINED_CODES[code]
     if code in ERROR_REASONS:
         return (ERROR_REASONS[code],)
-    raise ValueError(f"{code!r} is not a code the receiver answers (receiver.errors.HTTP_STATUS)")
+    raise ValueError(f"{code!r} is not a code the receiver answers (receiver.contract.codes.HTTP_STATUS)")
 
 
 # Every reason build_issues gives, and every reason a receiver code stands for: each has a DETAILS

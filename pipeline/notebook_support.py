@@ -16,7 +16,8 @@ import polars as pl
 
 from pipeline.errors import PipelineError
 from pipeline.warehouse import Warehouse, load
-from receiver.log import segment_paths
+from receiver.contract.datadir import DataDir
+from receiver.contract.framing import segment_paths
 
 RUN_BUTTON_LABEL = "Run the pipeline over this log now"
 
@@ -41,7 +42,7 @@ def default_data_dir() -> str:
 def warehouse_or_hint(data_dir: str | Path) -> tuple[Warehouse | None, str | None]:
     """The warehouse of `data_dir`, or (None, what to do) when it has none yet."""
     data_dir = Path(data_dir).expanduser()
-    if not (data_dir / "warehouse").is_dir():
+    if not DataDir(data_dir).warehouse_dir.is_dir():
         return None, (f"No warehouse in `{data_dir}` yet. Run `make demo`, or "
                       f"`clickledger run --data {data_dir}` over your log, then reload.")
     return load(data_dir), None
@@ -64,7 +65,7 @@ def load_or_explain(data_dir: str | Path, button: Any) -> tuple[Warehouse | None
     import marimo as mo
 
     data_dir = Path(str(data_dir).strip() or ".").expanduser()
-    segments = segment_paths(data_dir / "log")
+    segments = segment_paths(DataDir(data_dir).log_dir)
     if getattr(button, "value", False) and segments:
         try:
             with mo.status.progress_bar(total=len(segments), title="Deriving the warehouse from the log",

@@ -29,9 +29,11 @@ from pipeline.fx import read_fx_rates
 from pipeline.issues import build_issues
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
 from pipeline.wallet import CreditReport, build_wallet_tables, credit_batch
-from pipeline.warehouse import Warehouse, warehouse_dir, write_tables
-from receiver.config import Config, ConfigError, load_config
-from receiver.log import BadLine
+from pipeline.warehouse import Warehouse, write_tables
+from receiver.contract.config import Config, ConfigError
+from receiver.contract.config_file import load_config
+from receiver.contract.datadir import DataDir
+from receiver.contract.framing import BadLine
 
 log = logging.getLogger("clickledger.pipeline")
 
@@ -95,9 +97,10 @@ class RunSummary:
             what = "torn last line" if bad.torn else "CORRUPT line"
             lines.append(f"  skipped      {what} {bad.line_no} of {bad.segment.name}")
         if self.fx_file_missing:
-            lines.append("  warning      no fx_rates.csv: conversions not in the base currency do not count")
+            lines.append(f"  warning      no {DataDir.FX_RATES_FILE}: conversions not in the base currency do not count")
         if self.written:
-            lines.append(f"  tables       {warehouse_dir(self.data_dir)}/*.parquet and warehouse.duckdb")
+            data = DataDir(self.data_dir)
+            lines.append(f"  tables       {data.warehouse_dir}/*.parquet and {data.WAREHOUSE_DB_FILE}")
         return "\n".join(lines)
 
 
@@ -118,9 +121,9 @@ def _issue_columns() -> list[str]:
     return [c for c in STAGED_SCHEMA if c in wanted]
 
 
-def load_pipeline_config(data_dir: Path) -> Config:
+def load_pipeline_config(data_dir: str | os.PathLike[str]) -> Config:
     try:
-        return load_config(Path(data_dir) / "config.toml")
+        return load_config(DataDir(data_dir).config_path)
     except ConfigError as exc:
         raise PipelineConfigError(str(exc)) from None
 
@@ -129,13 +132,14 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
            use_cache: bool = True) -> tuple[dict[str, pl.DataFrame], RunSummary]:
     """Every table derived from the log (validated and consistency-checked), without writing them."""
     data_dir = Path(data_dir)
-    config = load_pipeline_config(data_dir)
-    fx_path = data_dir / "fx_rates.csv"
+    data = DataDir(data_dir)
+    config = load_pipeline_config(data)
+    fx_path = data.fx_rates_path
     rates = read_fx_rates(fx_path)
     if not fx_path.exists():
         log.warning("%s not found: conversions outside %s will not count", fx_path, config.base_currency)
-    cache = warehouse_dir(data_dir) / "staging" if use_cache else None
-    staged: StagedLog = stage_log(data_dir / "log", cache_dir=cache, skip_corrupt=skip_corrupt, progress=progress)
+    cache = data.staging_dir if use_cache else None
+    staged: StagedLog = stage_log(data.log_dir, cache_dir=cache, skip_corrupt=skip_corrupt, progress=progress)
     problems = check_consistency(staged.rows)
     if problems:
         raise PipelineConsistencyError(problems)
@@ -192,7 +196,7 @@ def run(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False,
         progress: Progress | None = None) -> RunSummary:
     """Derive every table from DATA/log/ and write DATA/warehouse/ (see `clickledger run`)."""
     tables, summary = derive(data_dir, skip_corrupt=skip_corrupt, progress=progress)
-    directory = warehouse_dir(Path(data_dir))
+    directory = DataDir(data_dir).warehouse_dir
     write_tables(directory, tables)
     summary.written = True
     summary.warehouse = Warehouse(tables, directory)
@@ -209,5 +213,5 @@ def credit(data_dir: str | os.PathLike[str], *, now: datetime | None = None, bat
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
     tables["wallet_credits"] = schemas.validate("wallet_credits", wallet_credits)
     tables["wallet_balances"] = schemas.validate("wallet_balances", wallet_balances)
-    write_tables(warehouse_dir(data_dir), tables)
+    write_tables(DataDir(data_dir).warehouse_dir, tables)
     return report

@@ -89,7 +89,7 @@ class Postbacks(_Base):
     amount_sent: bool = pa.Field(nullable=True, description="whether an amount (or payout) parameter was sent; "
                                  "a missing one is recorded as 0")
     currency: str = pa.Field(nullable=True, str_matches=CURRENCY_RE, description="ISO 4217 code of the amounts")
-    currency_source: str = pa.Field(nullable=True, description="param | offer | default")
+    currency_source: str = pa.Field(nullable=True, description="param | offer | default (the base currency)")
     partner_id: str = pa.Field(nullable=True, description="partner of the click, else of the api key")
     offer_id: str = pa.Field(nullable=True, description="offer of the click")
     affiliate_id: str = pa.Field(nullable=True)
@@ -100,6 +100,11 @@ class Postbacks(_Base):
     key_present: bool = pa.Field(nullable=True)
     key_source: str = pa.Field(nullable=True, description="path | header | param")
     key_partner_id: str = pa.Field(nullable=True, description="partner the api key belongs to")
+    client_ip: str = pa.Field(nullable=True, description="address the postback was judged by for the partner's "
+                              "allowed_ips: remote_addr, or the right-most X-Forwarded-For entry that is not a "
+                              "trusted proxy when remote_addr is one")
+    signature_present: bool = pa.Field(nullable=True, description="whether an X-Signature header came "
+                                       "(null: a request refused before it was read)")
     status_updates: bool = pa.Field(nullable=True, description="the partner's status_updates setting then")
     custom_data: str = pa.Field(nullable=True, description="unrecognised parameters, JSON object text")
     http_status: int = pa.Field(nullable=True, description="the HTTP status we answered")

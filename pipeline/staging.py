@@ -1,11 +1,13 @@
 """Staging: every log record becomes one typed row, one segment at a time.
 
-This is the only layer that knows the log's JSON shape (docs/log-format.md). It
-renames nothing the contract names, flattens `fields`, and casts: `received_at` and
-`expires_at` to `Datetime("us", "UTC")`, amounts and revenue shares to
-`Decimal(38, 8)` (exact; the receiver never writes more than 8 places), and
-`custom_data` to JSON text with sorted keys (its values are whatever partners sent,
-so it has no fixed struct type).
+This is the only layer of the pipeline that reads the log's JSON, and it knows its shape
+only from the contract (receiver.contract.record, docs/log-format.md): one column per
+record member (but those in NOT_STAGED) and per `fields` key of any kind, named as the
+contract names them, typed by the contract's types: UTC times (`received_at`,
+`expires_at`) to `Datetime("us", "UTC")`, decimal strings (amounts, revenue shares) to
+`Decimal(38, 8)` (exact; the receiver never writes more than 8 places), and `custom_data`
+to JSON text with sorted keys (its values are whatever partners sent, so it has no fixed
+struct type).
 
 Each closed segment's staged rows are cached as Parquet under
 DATA/warehouse/staging/, keyed by segment name, size and mtime (and the staging
@@ -20,7 +22,6 @@ import base64
 import functools
 import logging
 import os
-import zlib
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,41 +34,59 @@ import polars as pl
 
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
-from receiver.log import BadLine, iter_lines, segment_paths
-from receiver.params import (
-    ADVERTISER_VOCABULARY,
-    BASE_VOCABULARY,
+from receiver.contract import record as log_record
+from receiver.contract.framing import BadLine, check_lines, iter_lines, segment_paths
+from receiver.contract.params import (
     ParamError,
     merge_params,
     parse_body,
     parse_query,
     split_params,
+    vocabulary_for,
 )
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 2  # 2: amount_sent
+STAGING_VERSION = 3  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present)
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
-# top-level record members kept as text / integers
-_TOP_TEXT = ("event_id", "received_at", "kind", "route", "method", "path", "query", "result", "error",
-             "remote_addr", "forwarded_for", "user_agent", "referer", "content_type")
-_TOP_INT = ("seq", "http_status", "body_bytes")
+# Record members staging leaves out: the line's framing, the format version, and the raw body
+# (no table reads it; the raw request stays in the log, where the click story reads it).
+# `body` and `body_encoding` are still read, to tell whether an amount was sent (amount_sent).
+NOT_STAGED = ("crc32", "v", "body", "body_encoding", "body_truncated")
+RAW_BODY = ("body", "body_encoding")
+FIELDS, CUSTOM_DATA = "fields", "custom_data"  # flattened into a column per key; kept as JSON text
+_TEXT_TYPES = (log_record.TEXT, log_record.DECIMAL, log_record.UTC_TIME)  # JSON strings: staged as text, then cast
+DUCKDB_TYPES = {log_record.TEXT: "VARCHAR", log_record.DECIMAL: "VARCHAR", log_record.UTC_TIME: "VARCHAR",
+                log_record.INT: "BIGINT", log_record.BOOL: "BOOLEAN", log_record.OBJECT: "JSON"}
+
+_MEMBERS = log_record.members()
+if {name for name, kind in _MEMBERS.items() if kind == log_record.OBJECT} != {FIELDS, CUSTOM_DATA}:
+    raise RuntimeError("staging knows how to stage the object members fields and custom_data only")
+_STAGED = {name: kind for name, kind in _MEMBERS.items() if name not in NOT_STAGED and kind != log_record.OBJECT}
+_FIELD_TYPES = log_record.all_fields()
+if set(_FIELD_TYPES.values()) - {*_TEXT_TYPES, log_record.BOOL}:
+    raise RuntimeError("staging knows how to stage text and bool fields only")
+if _FIELD_TYPES.keys() & _MEMBERS.keys():  # fields are flattened among the members: one namespace
+    raise RuntimeError(f"fields keys named like members: {sorted(_FIELD_TYPES.keys() & _MEMBERS.keys())}")
+
+# top-level record members kept as integers / text / booleans
+_TOP_INT = tuple(name for name, kind in _STAGED.items() if kind == log_record.INT)
+_TOP_TEXT = tuple(name for name, kind in _STAGED.items() if kind in _TEXT_TYPES)
+_TOP_BOOL = tuple(name for name, kind in _STAGED.items() if kind == log_record.BOOL)
 # members of `fields`, by kind of value
-FIELD_TEXT = ("dialect", "click_id", "transaction_id", "transaction_id_source", "status_raw", "status",
-              "amount", "commission", "currency", "currency_source", "campaign_id", "key_source",
-              "key_fingerprint", "key_partner_id", "partner_id", "offer_id", "affiliate_id", "user_id",
-              "product_id", "click_source", "source", "slug", "task_url", "expires_at", "redirect_url",
-              "offer_currency", "revenue_share_percent", "revenue_share_fixed")
-FIELD_BOOL = ("commission_sent", "key_present", "status_updates")
-_DECIMAL_FIELDS = ("amount", "commission", "revenue_share_percent", "revenue_share_fixed")
+FIELD_TEXT = tuple(name for name, kind in _FIELD_TYPES.items() if kind in _TEXT_TYPES)
+FIELD_BOOL = tuple(name for name, kind in _FIELD_TYPES.items() if kind == log_record.BOOL)
+_TIME_COLUMNS = tuple(name for name, kind in {**_STAGED, **_FIELD_TYPES}.items() if kind == log_record.UTC_TIME)
+_DECIMAL_FIELDS = tuple(name for name, kind in {**_STAGED, **_FIELD_TYPES}.items() if kind == log_record.DECIMAL)
 
 RAW_SCHEMA: dict[str, pl.DataType] = {
     **{name: pl.Int64() for name in _TOP_INT},
     **{name: pl.String() for name in _TOP_TEXT},
-    "custom_data": pl.String(),
+    **{name: pl.Boolean() for name in _TOP_BOOL},
+    CUSTOM_DATA: pl.String(),
     "segment": pl.String(),
     "line_no": pl.Int64(),
     **{name: pl.String() for name in FIELD_TEXT},
@@ -76,10 +95,15 @@ RAW_SCHEMA: dict[str, pl.DataType] = {
 }
 STAGED_SCHEMA: dict[str, pl.DataType] = {
     **RAW_SCHEMA,
-    "received_at": UTC_TS,
-    "expires_at": UTC_TS,
+    **{name: UTC_TS for name in _TIME_COLUMNS},
     **{name: MONEY for name in _DECIMAL_FIELDS},
 }
+
+
+def duckdb_columns(names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """{member: DuckDB type} of these record members, for read_json's `columns` (the contract's
+    types: a member DuckDB should read as it is)."""
+    return {name: DUCKDB_TYPES[_MEMBERS[name]] for name in names}
 
 
 @dataclass
@@ -142,13 +166,16 @@ def _json(value: Any) -> str | None:
 def _row(record: dict[str, Any], segment: str, line_no: int) -> list[Any]:
     """One record as a row in RAW_SCHEMA order (written for speed: it runs once per event)."""
     get = record.get
-    fields = get("fields")
+    fields = get(FIELDS)
     fget = fields.get if isinstance(fields, dict) else {}.get
     row: list[Any] = [_int(get(name)) for name in _TOP_INT]
     for name in _TOP_TEXT:
         value = get(name)
         row.append(value if value is None or value.__class__ is str else _text(value))
-    row.append(_json(get("custom_data")))
+    for name in _TOP_BOOL:
+        value = get(name)
+        row.append(value if value.__class__ is bool else None)
+    row.append(_json(get(CUSTOM_DATA)))
     row.append(segment)
     row.append(line_no)
     for name in FIELD_TEXT:
@@ -193,10 +220,9 @@ def _raw_amount(record: dict[str, Any]) -> str | None:
     except (ParamError, ValueError):
         body_params = {}
     params = merge_params(parse_query(record.get("query") or ""), body_params)
-    fields = record.get("fields")
+    fields = record.get(FIELDS)
     dialect = fields.get("dialect") if isinstance(fields, dict) else None
-    vocabulary = ADVERTISER_VOCABULARY if dialect == "advertiser" else BASE_VOCABULARY
-    raw, _ = split_params(params, vocabulary)
+    raw, _ = split_params(params, vocabulary_for(dialect))
     return raw["amount"] or None
 
 
@@ -208,8 +234,8 @@ def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
 def stage_rows_frame(raw: pl.DataFrame) -> pl.DataFrame:
     """Typed staged frame from a RAW_SCHEMA frame."""
     return raw.with_columns(
-        pl.col("received_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
-        pl.col("expires_at").str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False),
+        *(pl.col(name).str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False)
+          for name in _TIME_COLUMNS),
         *(pl.col(name).str.to_decimal(scale=8).cast(MONEY) for name in _DECIMAL_FIELDS),
     ).select(list(STAGED_SCHEMA))
 
@@ -253,46 +279,16 @@ def stage_segment_python(path: Path, on_bad: Callable[[BadLine], None]) -> pl.Da
     return stage_rows(rows)
 
 
-def check_lines(path: Path, data: bytes) -> tuple[list[int], list[BadLine]]:
-    """(numbers of the intact lines, bad lines) of one segment's bytes, as receiver.log.iter_lines
-    judges them, without parsing the JSON (the writer only ever checksums valid JSON).
-
-    Comparing the canonical `%08x` text of the computed checksum with the line's digits is
-    check_line's digit rule and comparison in one step; a memoryview avoids copying lines.
-    """
-    good: list[int] = []
-    bad: list[BadLine] = []
-    crc32, view, find, size = zlib.crc32, memoryview(data), data.find, len(data)
-    offset, line_no = 0, 0
-    while offset < size:
-        end = find(b"\n", offset)
-        terminated = end != -1
-        if not terminated:
-            end = size
-        line_no += 1
-        if (terminated and end - offset > 20 and data.startswith(b'{"crc32":"', offset)
-                and data[offset + 18:offset + 20] == b'",'
-                and b"%08x" % crc32(view[offset + 20:end], _CRC_OPEN) == data[offset + 10:offset + 18]):
-            good.append(line_no)
-        elif data[offset:end].strip():
-            bad.append(BadLine(path, line_no, offset, not terminated, data[offset:min(end, offset + 120)]))
-        offset = end + 1
-    return good, bad
-
-
 def _good_bytes(data: bytes, line_nos: list[int]) -> bytes:
     lines = data.split(b"\n")
     return b"".join(lines[n - 1] + b"\n" for n in line_nos)
 
 
-_CRC_OPEN = zlib.crc32(b"{")  # the checksum covers b"{" + line[20:]: continue from it, no copy
-
-
 def _duckdb_columns() -> str:
-    fields = [f"{name} VARCHAR" for name in FIELD_TEXT] + [f"{name} BOOLEAN" for name in FIELD_BOOL]
-    columns = {**{name: "BIGINT" for name in _TOP_INT}, **{name: "VARCHAR" for name in _TOP_TEXT},
-               "body": "VARCHAR", "body_encoding": "VARCHAR", "custom_data": "JSON",
-               "fields": f"STRUCT({', '.join(fields)})"}
+    """read_json's `columns`: what staging reads of a record, by the contract's types."""
+    fields = [f"{name} {DUCKDB_TYPES[kind]}" for name, kind in _FIELD_TYPES.items()]
+    columns = {**duckdb_columns((*_TOP_INT, *_TOP_TEXT, *_TOP_BOOL, *RAW_BODY, CUSTOM_DATA)),
+               FIELDS: f"STRUCT({', '.join(fields)})"}
     return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
 
 
@@ -311,8 +307,8 @@ def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
             source.write_bytes(data)
         quoted = str(source).replace("'", "''")
         target = Path(tmp) / "rows.parquet"
-        select = ", ".join([*_TOP_INT, *_TOP_TEXT, "custom_data::VARCHAR AS custom_data", "body", "body_encoding",
-                            *(f"fields.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
+        select = ", ".join([*_TOP_INT, *_TOP_TEXT, *_TOP_BOOL, f"{CUSTOM_DATA}::VARCHAR AS {CUSTOM_DATA}", *RAW_BODY,
+                            *(f"{FIELDS}.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
         # one thread: a single NDJSON file does not parse faster with two, and stage_log
         # already stages two segments at once
         con = duckdb.connect(config={"threads": 1})

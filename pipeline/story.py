@@ -18,17 +18,16 @@ from urllib.parse import unquote_plus
 
 import polars as pl
 
+from pipeline.staging import duckdb_columns
 from pipeline.warehouse import Warehouse
-from receiver.params import API_KEY, MACRO_RE
-from receiver.postbacks import DIALECTS
+from receiver.contract.datadir import DataDir
+from receiver.contract.framing import SEGMENT_GLOB
+from receiver.contract.params import API_KEY, DIALECTS, MACRO_RE
 
-# The log members a support person reads, typed for DuckDB's read_json.
-LOG_COLUMNS = {
-    "seq": "BIGINT", "received_at": "VARCHAR", "kind": "VARCHAR", "route": "VARCHAR", "method": "VARCHAR",
-    "path": "VARCHAR", "query": "VARCHAR", "body": "VARCHAR", "body_encoding": "VARCHAR",
-    "remote_addr": "VARCHAR", "user_agent": "VARCHAR", "http_status": "BIGINT", "result": "VARCHAR",
-    "error": "VARCHAR", "fields": "JSON", "custom_data": "JSON",
-}
+# The log members a support person reads, typed for DuckDB's read_json by the contract.
+LOG_COLUMNS = duckdb_columns(("seq", "received_at", "kind", "route", "method", "path", "query", "body",
+                              "body_encoding", "remote_addr", "user_agent", "http_status", "result", "error",
+                              "fields", "custom_data"))
 
 
 # Where a partner's api key stands in a logged request: a query or form parameter (the
@@ -92,8 +91,9 @@ def log_requests(data_dir: str | Path, *, click_id: str | None = None,
 
     if click_id is None and transaction_id is None:
         raise ValueError("give a click_id or a transaction_id to look up")
-    pattern = str(Path(data_dir) / "log" / "segment-*.ndjson")
-    if not list((Path(data_dir) / "log").glob("segment-*.ndjson")):
+    data = DataDir(data_dir)
+    pattern = data.segment_pattern
+    if not any(data.log_dir.glob(SEGMENT_GLOB)):
         return pl.DataFrame(schema={c: pl.String for c in LOG_COLUMNS})
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in LOG_COLUMNS.items())
     where, params = [], []

@@ -25,11 +25,12 @@ from pathlib import Path
 import polars as pl
 
 from pipeline.errors import WarehouseNotFoundError
+from receiver.contract.config import DEFAULT_CURRENCY, ConfigError
+from receiver.contract.config_file import load_config
+from receiver.contract.datadir import DataDir
 
 TABLES = ("clicks", "postbacks", "conversions", "earnings", "postback_issues", "wallet_credits",
           "wallet_balances", "fx_rates")
-WAREHOUSE_DIR = "warehouse"
-DUCKDB_FILE = "warehouse.duckdb"
 
 
 def _quote(path: Path) -> str:
@@ -53,6 +54,20 @@ class Warehouse:
         self.directory = directory
         for name, frame in self.tables.items():
             setattr(self, name, frame)
+
+    @property
+    def base_currency(self) -> str:
+        """The currency of the money columns: the conversions', else (no conversion yet) the data
+        directory's config's `base_currency`, else the config's default."""
+        conversions = self.tables.get("conversions")
+        if conversions is not None and conversions.height:
+            return str(conversions["base_currency"][0])
+        if self.directory is not None:
+            try:
+                return load_config(DataDir(self.directory.parent).config_path).base_currency
+            except ConfigError:
+                pass
+        return DEFAULT_CURRENCY
 
     def __repr__(self) -> str:
         sizes = ", ".join(f"{n}={f.height}" for n, f in self.tables.items())
@@ -79,10 +94,6 @@ class Warehouse:
             return pl.read_parquet(out)
 
 
-def warehouse_dir(data_dir: Path) -> Path:
-    return Path(data_dir) / WAREHOUSE_DIR
-
-
 def write_tables(directory: Path, tables: dict[str, pl.DataFrame]) -> None:
     """Each table to <name>.parquet (atomic replace), then warehouse.duckdb's views of them."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -97,7 +108,7 @@ def write_tables(directory: Path, tables: dict[str, pl.DataFrame]) -> None:
 def write_duckdb(directory: Path, names: Iterable[str]) -> None:
     import duckdb
 
-    tmp = directory / f".{DUCKDB_FILE}.tmp"
+    tmp = directory / f".{DataDir.WAREHOUSE_DB_FILE}.tmp"
     wal = tmp.with_name(tmp.name + ".wal")
     tmp.unlink(missing_ok=True)
     wal.unlink(missing_ok=True)
@@ -110,12 +121,12 @@ def write_duckdb(directory: Path, names: Iterable[str]) -> None:
     finally:
         con.close()
     wal.unlink(missing_ok=True)  # closed cleanly: everything is checkpointed into the file
-    os.replace(tmp, directory / DUCKDB_FILE)
+    os.replace(tmp, directory / DataDir.WAREHOUSE_DB_FILE)
 
 
 def load(data_dir: str | os.PathLike[str]) -> Warehouse:
     """The warehouse of DATA (written by `clickledger run`) as Polars DataFrames."""
-    directory = warehouse_dir(Path(data_dir))
+    directory = DataDir(data_dir).warehouse_dir
     missing = [n for n in TABLES if not (directory / f"{n}.parquet").exists()]
     if missing:
         raise WarehouseNotFoundError(

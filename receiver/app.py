@@ -23,19 +23,33 @@ import orjson
 
 from receiver.clicks import earn_click, link_click
 from receiver.config import ConfigStore
-from receiver.errors import HTTP_STATUS, Refusal
+from receiver.contract.datadir import DataDir
+from receiver.contract.params import (
+    DIALECTS,
+    ParamError,
+    find_click_id,
+    merge_params,
+    parse_body,
+    parse_query,
+)
+from receiver.contract.record import (
+    ANY_RECORD_FIELDS,
+    CLICK_FIELDS,
+    POSTBACK_FIELDS,
+    TRACK_FIELDS,
+    new_record,
+)
+from receiver.contract.timeutil import format_utc, utc_now
+from receiver.errors import HTTP_STATUS, Refusal, code_for_status
 from receiver.log import LogRecordError, LogWriteError, SegmentWriter
 from receiver.openapi import OPENAPI_PATH, document_bytes
-from receiver.params import ParamError, find_click_id, merge_params, parse_body, parse_query
-from receiver.postbacks import DIALECTS, PostbackInput, decide_postback, request_part
+from receiver.postbacks import PostbackInput, decide_postback, request_part
 from receiver.snapshot import (
     build_sidecar,
     build_sidecar_in_child,
-    index_dir_for,
     load_indexes,
     write_base,
 )
-from receiver.timeutil import format_utc, utc_now
 
 log = logging.getLogger("clickledger.receiver")
 
@@ -90,12 +104,16 @@ class Settings:
     max_queue: int | None = None
 
     @property
+    def data(self) -> DataDir:
+        return DataDir(self.data_dir)
+
+    @property
     def log_dir(self) -> Path:
-        return self.data_dir / "log"
+        return self.data.log_dir
 
     @property
     def config_path(self) -> Path:
-        return self.data_dir / "config.toml"
+        return self.data.config_path
 
 
 class Receiver:
@@ -107,7 +125,7 @@ class Receiver:
         self.settings = settings
         self.queue_depth = queue_depth
         self.config_store = ConfigStore(settings.config_path)
-        self.index_dir = index_dir_for(settings.log_dir)
+        self.index_dir = settings.data.index_dir
         self._cache_threads: list[threading.Thread] = []
         own_writer = writer is None
         if writer is None:
@@ -182,20 +200,18 @@ def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -
         resp.content_type = falcon.MEDIA_JSON
 
 
-_NO_BODY = {"body": "", "body_encoding": "utf-8", "body_bytes": 0, "body_truncated": False}
-
-
-def _body_fields(body: bytes, limit: int, declared: int | None) -> dict[str, Any]:
-    """The raw body as logged: at most `limit` bytes, text when it is UTF-8, else base64."""
+def _body_members(body: bytes, limit: int, declared: int | None) -> tuple[str, str, int, bool]:
+    """(body, body_encoding, body_bytes, body_truncated) as logged: at most `limit` bytes, text
+    when it is UTF-8, else base64."""
     if not body and not declared:
-        return _NO_BODY
+        return "", "utf-8", 0, False
     kept = body[:limit]
     try:
         text, encoding = kept.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     size = max(len(body), declared or 0)  # a refused oversized body is not read to its end
-    return {"body": text, "body_encoding": encoding, "body_bytes": size, "body_truncated": size > limit}
+    return text, encoding, size, size > limit
 
 
 class RequestRecorder:
@@ -233,29 +249,31 @@ class RequestRecorder:
     def build_record(self, req: falcon.Request, resp: falcon.Response) -> dict[str, Any]:
         ctx = resp.context
         env = req.env
-        return {
-            "v": 1,
-            "seq": None,  # assigned by the writer, in append order
-            "event_id": self.receiver.new_event_id(),
-            "received_at": format_utc(req.context.received_at),
-            "kind": ctx.kind,
-            "route": ctx.route,
-            "method": req.method,
-            "path": req.path,
-            "query": req.query_string,
-            **_body_fields(req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes,
-                           req.content_length),
-            "content_type": req.content_type,
-            "remote_addr": req.remote_addr,
-            "forwarded_for": env.get("HTTP_X_FORWARDED_FOR"),
-            "user_agent": env.get("HTTP_USER_AGENT"),
-            "referer": env.get("HTTP_REFERER"),
-            "http_status": resp.status_code,
-            "result": ctx.result,
-            "error": ctx.error,
-            "fields": ctx.fields,
-            "custom_data": ctx.custom_data,
-        }
+        body, body_encoding, body_bytes, body_truncated = _body_members(
+            req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes, req.content_length)
+        return new_record(  # seq: assigned by the writer, in append order
+            event_id=self.receiver.new_event_id(),
+            received_at=format_utc(req.context.received_at),
+            kind=ctx.kind,
+            route=ctx.route,
+            method=req.method,
+            path=req.path,
+            query=req.query_string,
+            body=body,
+            body_encoding=body_encoding,
+            body_bytes=body_bytes,
+            body_truncated=body_truncated,
+            content_type=req.content_type,
+            remote_addr=req.remote_addr,
+            forwarded_for=env.get("HTTP_X_FORWARDED_FOR"),
+            user_agent=env.get("HTTP_USER_AGENT"),
+            referer=env.get("HTTP_REFERER"),
+            http_status=resp.status_code,
+            result=ctx.result,
+            error=ctx.error,
+            fields=ctx.fields,
+            custom_data=ctx.custom_data,
+        )
 
     def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
@@ -265,7 +283,7 @@ class RequestRecorder:
         except LogRecordError as exc:
             # Parsed values that JSON cannot hold must not cost the raw request its record.
             log.error("logging %s %s without its parsed fields: %s", req.method, req.path, exc)
-            record.update(fields={"unencodable": str(exc)[:200]}, custom_data={})
+            record.update(fields=ANY_RECORD_FIELDS.partial(unencodable=str(exc)[:200]), custom_data={})
             self.receiver.writer.append(record)
         req.context.recorded = True
 
@@ -281,14 +299,12 @@ class RequestRecorder:
             resp.context.kind = getattr(resource, "kind", resp.context.get("kind", "other"))
             if not resp.context.get("fields"):
                 params = merge_params(parse_query(req.query_string), _safe_body_params(req))
-                resp.context.fields = {"click_id": find_click_id(params)}
+                resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
                 resp.context.custom_data = params
         try:
             self.commit(req, resp)
         except LogWriteError as exc:
-            log.error("answering 503: %s", exc)
-            resp.location = None
-            answer(resp, 503, {"ok": False, "error": "log_unavailable"})
+            answer_log_unavailable(resp, exc)
 
 
 class LinkClickResource:
@@ -310,7 +326,7 @@ class LinkClickResource:
         resp.context.custom_data = merge_params(parse_query(req.query_string), {})
         if made is None:
             link = config.links[slug]
-            resp.context.fields = {"slug": slug, "offer_id": link.offer, "affiliate_id": link.affiliate}
+            resp.context.fields = CLICK_FIELDS.partial(slug=slug, offer_id=link.offer, affiliate_id=link.affiliate)
             resp.context.result = "offer_inactive"
             resp.status = 302
             resp.location = config.homepage
@@ -340,18 +356,20 @@ class EarnClickResource:
         auth = req.get_header("Authorization") or ""
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            raise Refusal("token_required", "send Authorization: Bearer <token>", fields={"product_id": product_id})
+            raise Refusal("token_required", "send Authorization: Bearer <token>",
+                          fields=CLICK_FIELDS.partial(product_id=product_id))
         user = config.user_for_token(token.strip())
         if user is None:
-            raise Refusal("invalid_token", "this bearer token belongs to no user", fields={"product_id": product_id})
+            raise Refusal("invalid_token", "this bearer token belongs to no user",
+                          fields=CLICK_FIELDS.partial(product_id=product_id))
         product = config.products.get(product_id)
         if product is None:
             raise Refusal("product_not_found", f"no product {product_id!r}",
-                          fields={"product_id": product_id, "user_id": user.id})
+                          fields=CLICK_FIELDS.partial(product_id=product_id, user_id=user.id))
         try:
             body = parse_body(req.context.body, req.content_type or falcon.MEDIA_JSON)
         except ParamError as exc:
-            raise Refusal(exc.code, str(exc), fields={"product_id": product_id, "user_id": user.id}) from None
+            raise Refusal(exc.code, str(exc), fields=CLICK_FIELDS.partial(product_id=product_id, user_id=user.id)) from None
         task_url = body.pop("taskUrl", None)
         made = earn_click(config, product, user.id, task_url, self.receiver.new_click_id(), req.context.received_at)
         resp.context.fields, resp.context.result, resp.context.custom_data = made.fields, "click", body
@@ -377,13 +395,13 @@ class EarnTrackResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, click_id: str) -> None:
         resp.context.kind, resp.context.route = "track", self.route
         click = self.receiver.clicks.get(click_id)
-        fields = {"click_id": click_id}
         resp.context.custom_data = merge_params(parse_query(req.query_string), {})
         if click is None:
-            raise Refusal("click_not_found", "no click with this id", fields=fields)
-        fields.update(offer_id=click.offer_id, partner_id=click.partner_id, user_id=click.user_id,
-                      product_id=click.product_id, affiliate_id=click.affiliate_id)
-        resp.context.fields, resp.context.result = fields, "tracked"
+            raise Refusal("click_not_found", "no click with this id", fields=TRACK_FIELDS.partial(click_id=click_id))
+        resp.context.fields = TRACK_FIELDS.new(
+            click_id=click_id, offer_id=click.offer_id, partner_id=click.partner_id, user_id=click.user_id,
+            product_id=click.product_id, affiliate_id=click.affiliate_id)
+        resp.context.result = "tracked"
         resp.status = 204
 
 
@@ -407,8 +425,8 @@ class PostbackResource:
         try:
             body_params = parse_body(req.context.body, req.content_type)
         except ParamError as exc:
-            fields = {"dialect": self.dialect, "client_ip": client_ip}
-            raise Refusal(exc.code, str(exc), fields=fields) from None
+            raise Refusal(exc.code, str(exc),
+                          fields=POSTBACK_FIELDS.partial(dialect=self.dialect, client_ip=client_ip)) from None
         params = merge_params(parse_query(req.query_string), body_params)
         signature = env.get("HTTP_X_SIGNATURE")
         data = PostbackInput(
@@ -480,7 +498,7 @@ def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     params = merge_params(parse_query(req.query_string), _safe_body_params(req))
     resp.context.kind = "unrouted"
     resp.context.custom_data = params
-    resp.context.fields = {"click_id": find_click_id(params)}
+    resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
     raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see docs/endpoints.md)",
                   fields=resp.context.fields, custom_data=params)
 
@@ -523,22 +541,24 @@ def _refused(req: falcon.Request, resp: falcon.Response, exc: Refusal, params: A
         resp.set_header("Retry-After", "1")
 
 
-_FALCON_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large"}
-
-
 def _http_error(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError, params: Any) -> None:
-    code = _FALCON_CODES.get(exc.status_code, "bad_request" if exc.status_code < 500 else "internal_error")
+    code = code_for_status(exc.status_code)
     resp.context.error = code
     answer(resp, exc.status_code, {"ok": False, "error": code, "message": exc.title or code})
     for name, value in (exc.headers or {}).items():
         resp.set_header(name, value)
 
 
-def _log_unavailable(req: falcon.Request, resp: falcon.Response, exc: LogWriteError, params: Any) -> None:
+def answer_log_unavailable(resp: falcon.Response, exc: LogWriteError) -> None:
+    """The answer to a request whose record could not be made durable: 503, never a 2xx."""
     log.error("answering 503: %s", exc)
     resp.context.result, resp.context.error = None, "log_unavailable"
     resp.location = None  # a 503 click must not redirect as if it had been recorded
     answer(resp, HTTP_STATUS["log_unavailable"], {"ok": False, "error": "log_unavailable"})
+
+
+def _log_unavailable(req: falcon.Request, resp: falcon.Response, exc: LogWriteError, params: Any) -> None:
+    answer_log_unavailable(resp, exc)
 
 
 def _unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception, params: Any) -> None:

@@ -12,10 +12,11 @@ from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote, unquote_plus, urlencode, urlsplit, urlunsplit
 
-from receiver.config import Config, Offer, Product
+from receiver.contract.config import Config, Offer, Product
+from receiver.contract.record import CLICK_FIELDS
+from receiver.contract.timeutil import format_utc
 from receiver.errors import Refusal
 from receiver.indexes import Click
-from receiver.timeutil import format_utc
 
 MACROS = ("{click_id}", "{clickid}")
 
@@ -44,35 +45,39 @@ def append_query(url: str, params: list[tuple[str, str]], *, replace: bool = Fal
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, parts.fragment))
 
 
-def _click_fields(click: Click, offer: Offer, redirect_url: str, extra: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "click_id": click.click_id,
-        "source": click.source,
-        "offer_id": click.offer_id,
-        "partner_id": click.partner_id,
-        "affiliate_id": click.affiliate_id,
-        "user_id": click.user_id,
-        "product_id": click.product_id,
-        "expires_at": format_utc(click.expires_at) if click.expires_at else None,
-        "redirect_url": redirect_url,
-        "offer_currency": offer.currency,
-        **offer.revenue_share.as_fields(),
-        **extra,
-    }
+def _click_fields(click: Click, offer: Offer, redirect_url: str, **origin: str) -> dict[str, Any]:
+    """A click's fields: the click, its redirect and the offer's terms now; `origin` is its
+    slug (links) or task_url (earn)."""
+    share = offer.revenue_share
+    return CLICK_FIELDS.new(
+        click_id=click.click_id,
+        source=click.source,
+        offer_id=click.offer_id,
+        partner_id=click.partner_id,
+        affiliate_id=click.affiliate_id,
+        user_id=click.user_id,
+        product_id=click.product_id,
+        expires_at=format_utc(click.expires_at) if click.expires_at else None,
+        redirect_url=redirect_url,
+        offer_currency=offer.currency,
+        revenue_share_percent=None if share.percent is None else str(share.percent),
+        revenue_share_fixed=None if share.fixed is None else str(share.fixed),
+        **origin,
+    )
 
 
 def link_click(config: Config, slug: str, click_id: str, now: datetime) -> NewClick | None:
     """The click of a tracking link, or None when its offer is not active (the visitor goes home)."""
     link = config.links.get(slug)
     if link is None:
-        raise Refusal("link_not_found", f"no tracking link {slug!r}", fields={"slug": slug})
+        raise Refusal("link_not_found", f"no tracking link {slug!r}", fields=CLICK_FIELDS.partial(slug=slug))
     offer = config.offers[link.offer]
     if offer.status != "active":
         return None
     expires = now + timedelta(hours=offer.click_ttl_hours) if offer.click_ttl_hours else None
     click = Click(click_id, "link", offer.id, offer.partner, link.affiliate, None, None, expires)
     url = link_redirect_url(offer.url, offer.id, link.affiliate, click_id)
-    return NewClick(click, _click_fields(click, offer, url, {"slug": slug}), url)
+    return NewClick(click, _click_fields(click, offer, url, slug=slug), url)
 
 
 def build_link_url(offer_url: str, offer_id: str, affiliate: str, click_id: str) -> str:
@@ -146,11 +151,11 @@ def earn_click(config: Config, product: Product, user_id: str, task_url: str | N
     task_url = product.task_url if task_url is None else task_url
     if not isinstance(task_url, str) or not is_under(task_url, product.task_url):
         raise Refusal("invalid_task_url", f"taskUrl must start with this product's task URL {product.task_url}",
-                      fields={"product_id": product.id, "user_id": user_id})
+                      fields=CLICK_FIELDS.partial(product_id=product.id, user_id=user_id))
     offer = config.offers[product.offer]
     expires = now + timedelta(hours=product.click_ttl_hours)
     click = Click(click_id, "earn", offer.id, offer.partner, None, user_id, product.id, expires)
     postback_url = f"{config.public_url}/api/v1/earn/postback?click_id={quote(click_id, safe='')}"
     # taskUrl comes from the app: a click_id or postback_url it carries must not override ours.
     url = append_query(task_url, [("click_id", click_id), ("postback_url", postback_url)], replace=True)
-    return NewClick(click, _click_fields(click, offer, url, {"task_url": task_url}), url)
+    return NewClick(click, _click_fields(click, offer, url, task_url=task_url), url)

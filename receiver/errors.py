@@ -1,48 +1,28 @@
-"""Domain refusals, and the one table that maps their codes to HTTP statuses.
+"""Domain refusals, and how error codes become HTTP answers.
 
 Request logic raises `Refusal(code, ...)` carrying whatever it had parsed, so the
 log record of a refused request is as complete as an accepted one. Only the HTTP
-layer (receiver.app) turns a code into a status, through `HTTP_STATUS`.
+layer (receiver.app) turns a code into a status, through the contract's one table
+(receiver.contract.codes.HTTP_STATUS); an error Falcon raises itself (a malformed
+request, a wrong method) gets its code from the same table, by `code_for_status`.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-HTTP_STATUS: dict[str, int] = {
-    # postbacks (the contract's codes)
-    "click_id_required": 400,
-    "api_key_required": 401,
-    "invalid_api_key": 403,
-    "campaign_mismatch": 403,
-    # postback authentication beyond the key (partner allowed_ips, signing_secret)
-    "ip_not_allowed": 403,
-    "signature_required": 401,
-    "invalid_signature": 403,
-    "signature_expired": 403,
-    "click_not_found": 404,
-    "click_expired": 410,
-    # postback parameters that cannot be used
-    "campaign_id_required": 400,
-    "invalid_amount": 400,
-    "invalid_commission": 400,
-    "invalid_currency": 400,
-    "invalid_body": 400,
-    # clicks
-    "link_not_found": 404,
-    "token_required": 401,
-    "invalid_token": 401,
-    "product_not_found": 404,
-    "invalid_task_url": 400,
-    # any route
-    "bad_request": 400,
-    "not_found": 404,
-    "method_not_allowed": 405,
-    "body_too_large": 413,
-    "internal_error": 500,
-    "log_unavailable": 503,
-    "overloaded": 503,
-}
+from receiver.contract.codes import HTTP_STATUS
+
+# The codes any route may answer, for errors raised by Falcon itself: the first with the
+# error's status names it.
+ANY_ROUTE_CODES = ("bad_request", "not_found", "method_not_allowed", "body_too_large")
+_CODE_FOR_STATUS = {HTTP_STATUS[code]: code for code in reversed(ANY_ROUTE_CODES)}
+
+
+def code_for_status(status: int) -> str:
+    """The error code of an HTTP error status Falcon raised (a 4xx without a code of its own is
+    bad_request, a 5xx internal_error)."""
+    return _CODE_FOR_STATUS.get(status, "bad_request" if status < 500 else "internal_error")
 
 
 class Refusal(Exception):

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from receiver.timeutil import parse_utc
+from receiver.contract.timeutil import parse_utc
 
 
 @dataclass(frozen=True, slots=True)

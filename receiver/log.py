@@ -1,13 +1,7 @@
-"""The append-only event log: DATA/log/segment-NNNNNNNN.ndjson.
+"""The log writer: appends records durably to DATA/log/segment-NNNNNNNN.ndjson.
 
-One JSON object per line (NDJSON), so DuckDB's read_ndjson and Polars' scan_ndjson
-read it directly. Each line starts with its own checksum:
-
-    {"crc32":"1a2b3c4d","v":1,"seq":42,...}\n
-
-`crc32` is the CRC-32 (zlib) of the line with that first member removed, i.e. of
-b"{" + line[20:] without the newline, so a reader checks a record from its bytes
-alone, without re-serialising it.
+The line format (a CRC-32 per line), segment names and the readers are the contract's
+(receiver.contract.framing), shared with every reader; this module writes.
 
 Durability: `SegmentWriter.append` returns only after the record is written and
 fsync'd (fdatasync: see `SegmentWriter`). Concurrent appends share fsyncs through a leader/follower group commit:
@@ -23,24 +17,25 @@ skip such a line with a warning.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
-import re
 import threading
-import zlib
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
-LOG_FORMAT_VERSION = 1
-SEGMENT_GLOB = "segment-*.ndjson"
-SEGMENT_RE = re.compile(r"^segment-(\d{8})\.ndjson$")
-_CRC_PREFIX_LEN = len(b'{"crc32":"00000000",')
-_CRC_DIGITS_RE = re.compile(rb"[0-9a-f]{8}")
-DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024
+from receiver.contract.files import fsync_directory, try_lock
+from receiver.contract.framing import (
+    encode_record,
+    last_seq,
+    segment_name,
+    segment_number,
+    segment_paths,
+)
+
+DEFAULT_SEGMENT_BYTES = 64 * 1024 * 1024  # a segment rotates once past this size
+WRITER_LOCK_FILE = ".writer.lock"  # in the log directory: one writer per log
 
 
 class LogError(Exception):
@@ -62,87 +57,6 @@ class LogRecordError(LogError, ValueError):
 
 class LogLockedError(LogError):
     """Another process is already writing this log directory."""
-
-
-def encode_record(record: dict[str, Any]) -> bytes:
-    """One log line: the record as JSON with its crc32 as first member, newline-terminated."""
-    if not record:  # `{"crc32":"...",}` would not be JSON: no reader could ever read it back
-        raise ValueError("a log record needs at least one member")
-    body = orjson.dumps(record)
-    crc = zlib.crc32(body)
-    return b'{"crc32":"%08x",' % crc + body[1:] + b"\n"
-
-
-def check_line(line: bytes) -> dict[str, Any] | None:
-    """The record of a complete, intact line, or None when it is torn or corrupt."""
-    line = line.rstrip(b"\n")
-    if len(line) <= _CRC_PREFIX_LEN or not line.startswith(b'{"crc32":"'):
-        return None
-    digits = line[10:18]
-    if not _CRC_DIGITS_RE.fullmatch(digits):  # int(x, 16) would also take "A", " 1", "+1", "0_1"
-        return None
-    expected = int(digits, 16)
-    if line[18:20] != b'",' or zlib.crc32(b"{" + line[_CRC_PREFIX_LEN:]) != expected:
-        return None
-    try:
-        record = orjson.loads(line)
-    except orjson.JSONDecodeError:
-        return None
-    return record if isinstance(record, dict) else None
-
-
-def segment_paths(log_dir: str | os.PathLike[str]) -> list[Path]:
-    """Segments in append order (their names sort in the order they were opened)."""
-    directory = Path(log_dir)
-    if not directory.is_dir():
-        return []
-    return sorted(p for p in directory.iterdir() if SEGMENT_RE.match(p.name))
-
-
-@dataclass(frozen=True)
-class BadLine:
-    """A line that failed its checksum: `torn` when it is the unterminated last line of its segment."""
-
-    segment: Path
-    line_no: int
-    offset: int
-    torn: bool
-    excerpt: bytes
-
-
-def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
-    """(line number, record or BadLine) for every non-blank line of one segment, in order."""
-    data = path.read_bytes()
-    offset, line_no, size = 0, 0, len(data)
-    while offset < size:
-        end = data.find(b"\n", offset)
-        terminated = end != -1
-        if not terminated:
-            end = size
-        line_no += 1
-        line = data[offset:end]
-        record = check_line(line) if terminated else None
-        if record is not None:
-            yield line_no, record
-        elif line.strip():
-            yield line_no, BadLine(path, line_no, offset, not terminated, line[:120])
-        offset = end + 1
-
-
-def iter_segment(path: Path, on_bad: Callable[[BadLine], None] | None = None) -> Iterator[dict[str, Any]]:
-    """Yield the intact records of one segment; report each bad line to `on_bad`."""
-    for _, item in iter_lines(path):
-        if isinstance(item, BadLine):
-            if on_bad is not None:
-                on_bad(item)
-        else:
-            yield item
-
-
-def iter_log(log_dir: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None
-             ) -> Iterator[dict[str, Any]]:
-    for path in segment_paths(log_dir):
-        yield from iter_segment(path, on_bad)
 
 
 class _Waiter:
@@ -186,14 +100,12 @@ class SegmentWriter:
         # Called (in the writing thread, so it must return at once) with each segment closed by
         # rotation: it will never be appended to again, so derived caches of it can be built.
         self._on_sealed = on_sealed
-        self._lock_fd = os.open(self.log_dir / ".writer.lock", os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError as exc:
-            os.close(self._lock_fd)
-            raise LogLockedError(f"{self.log_dir} is being written by another clickledger process") from exc
+        writer_lock = try_lock(self.log_dir / WRITER_LOCK_FILE)
+        if writer_lock is None:
+            raise LogLockedError(f"{self.log_dir} is being written by another clickledger process")
+        self._writer_lock = writer_lock
         existing = segment_paths(self.log_dir)
-        self._segment_no = int(SEGMENT_RE.match(existing[-1].name).group(1)) if existing else 0
+        self._segment_no = segment_number(existing[-1]) if existing else 0
         self._next_seq = next_seq if next_seq is not None else last_seq(self.log_dir) + 1
         self._fd: int | None = None
         self._segment_path: Path | None = None
@@ -211,14 +123,10 @@ class SegmentWriter:
 
     def _open_segment(self) -> None:
         self._segment_no += 1
-        path = self.log_dir / f"segment-{self._segment_no:08d}.ndjson"
+        path = self.log_dir / segment_name(self._segment_no)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
         try:
-            dir_fd = os.open(self.log_dir, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)  # the new file's directory entry must survive a crash too
-            finally:
-                os.close(dir_fd)
+            fsync_directory(self.log_dir)  # the new file's directory entry must survive a crash too
         except OSError:
             os.close(fd)
             raise
@@ -355,15 +263,15 @@ class SegmentWriter:
             if self._fd is not None:
                 os.close(self._fd)
                 self._fd = None
-        os.close(self._lock_fd)
+        self._writer_lock.release()
 
 
-def last_seq(log_dir: str | os.PathLike[str]) -> int:
-    """The highest seq in the log (0 for an empty log), read from the newest segments' tails."""
-    for path in reversed(segment_paths(log_dir)):
-        best = 0
-        for record in iter_segment(path):
-            best = max(best, int(record.get("seq", 0)))
-        if best:
-            return best
-    return 0
+# re-exported until its importers move to receiver.contract
+from receiver.contract.framing import (  # noqa: E402, F401
+    SEGMENT_RE,
+    BadLine,
+    check_line,
+    iter_lines,
+    iter_log,
+    iter_segment,
+)

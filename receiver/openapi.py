@@ -15,9 +15,8 @@ from typing import Any
 
 import orjson
 
-from receiver.errors import HTTP_STATUS
-from receiver.params import BASE_VOCABULARY, CAMPAIGN_ID
-from receiver.postbacks import DIALECTS
+from receiver.contract.codes import HTTP_STATUS
+from receiver.contract.params import BASE_VOCABULARY, CAMPAIGN_ID, DIALECTS
 
 OPENAPI_PATH = "/openapi.json"
 DOCUMENT_FILE = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"

@@ -14,22 +14,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.config import Config, Partner, key_digest
-from receiver.errors import Refusal
-from receiver.indexes import ClickIndex
-from receiver.params import (
-    ADVERTISER_VOCABULARY,
-    BASE_VOCABULARY,
+from receiver.contract.config import Config, Partner, key_digest
+from receiver.contract.params import (
     ParamError,
     click_id_shape,
     normalise_status,
-    parse_amount,
-    parse_currency,
     split_params,
+    vocabulary_for,
 )
-from receiver.timeutil import format_utc
+from receiver.contract.record import POSTBACK_FIELDS
+from receiver.contract.timeutil import format_utc
+from receiver.errors import Refusal
+from receiver.indexes import ClickIndex
+from receiver.params import parse_amount, parse_currency
 
-# What to check, by what the unknown click id looks like (receiver.params.click_id_shape):
+# What to check, by what the unknown click id looks like (receiver.contract.params.click_id_shape):
 # only an unfilled macro is a macro problem; a well-formed UUID points at where the click came from.
 _CLICK_NOT_FOUND = {
     "macro": "no click with this id: {sent} is a macro your tracker sent unfilled; use the macro your "
@@ -45,16 +44,6 @@ _CLICK_NOT_FOUND = {
 def click_not_found_message(click_id: str) -> str:
     """The click_not_found message for a non-empty click id no click of ours has."""
     return _CLICK_NOT_FOUND[click_id_shape(click_id)].format(sent=repr(click_id[:40]))
-
-
-# route template -> dialect (the seed system it serves)
-DIALECTS = {
-    "/api/postback": "network",  # seed 003: partner tracking-link guide
-    "/postback/{key}": "publisher",  # seed 001: key in the path
-    "/postback": "peerclick",  # seed 002: cid, payout, txid, paramN, eventN
-    "/postback/advertiser": "advertiser",  # seed 004: ClickWall, campaign_id
-    "/api/v1/earn/postback": "earn",  # seed 000: earn app, JSON body
-}
 
 
 # A signed postback's X-Timestamp may differ from our clock by at most this much, either way.
@@ -150,8 +139,7 @@ def key_fingerprint(digest: bytes) -> str:
 
 
 def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:
-    vocabulary = ADVERTISER_VOCABULARY if data.dialect == "advertiser" else BASE_VOCABULARY
-    raw, custom = split_params(data.params, vocabulary)
+    raw, custom = split_params(data.params, vocabulary_for(data.dialect))
     key, key_source = None, None
     for source, value in (("path", data.path_key), ("header", data.header_key), ("param", raw["api_key"])):
         if value:
@@ -159,33 +147,20 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
             break
     digest = key_digest(key) if key is not None else None
     status_raw = raw["status"] if raw["status"] else None
-    fields: dict[str, Any] = {
-        "dialect": data.dialect,
-        "click_id": raw["click_id"] or None,
-        "transaction_id": None,
-        "transaction_id_source": None,
-        "status_raw": status_raw,
-        "status": normalise_status(status_raw),
-        "amount": None,
-        "commission": None,
-        "commission_sent": bool(raw["commission"]),
-        "currency": None,
-        "currency_source": None,
-        "campaign_id": raw.get("campaign_id"),
-        "key_present": key is not None,
-        "key_source": key_source,
-        "key_fingerprint": key_fingerprint(digest) if digest is not None else None,
-        "key_partner_id": None,
-        "client_ip": data.client_ip,
-        "signature_present": bool(data.signature),
-        "partner_id": None,
-        "offer_id": None,
-        "affiliate_id": None,
-        "user_id": None,
-        "product_id": None,
-        "click_source": None,
-        "status_updates": None,
-    }
+    # every key of a postback's fields, in the contract's order: the rest are filled below
+    fields = POSTBACK_FIELDS.new(
+        dialect=data.dialect,
+        click_id=raw["click_id"] or None,
+        status_raw=status_raw,
+        status=normalise_status(status_raw),
+        commission_sent=bool(raw["commission"]),
+        campaign_id=raw.get("campaign_id"),
+        key_present=key is not None,
+        key_source=key_source,
+        key_fingerprint=key_fingerprint(digest) if digest is not None else None,
+        client_ip=data.client_ip,
+        signature_present=bool(data.signature),
+    )
 
     def refuse(code: str, message: str) -> Refusal:
         return Refusal(code, message, fields=fields, custom_data=custom)
@@ -243,6 +218,11 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         raise refuse("click_expired", f"the click expired at {format_utc(click.expires_at, micros=False)}")
     if fields["currency"] is None:
         offer = config.offers.get(click.offer_id)
-        fields["currency"] = offer.currency if offer else "USD"
+        # an offer no longer configured: the config's base currency, as for any amount without one
+        fields["currency"] = offer.currency if offer else config.base_currency
         fields["currency_source"] = "offer" if offer else "default"
     return Decision("conversion", fields, custom)
+
+
+# re-exported until its importers move to receiver.contract
+from receiver.contract.params import DIALECTS  # noqa: E402, F401

@@ -13,7 +13,7 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from receiver.app import MAX_BODY_BYTES, Settings, create_app
-from receiver.config import ConfigError
+from receiver.contract.config import ConfigError
 from receiver.log import LogLockedError
 
 log = logging.getLogger("clickledger.server")

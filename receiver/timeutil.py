@@ -1,20 +1,4 @@
-"""UTC timestamps as the log writes them: ISO 8601 with microseconds and a Z."""
+"""UTC timestamps as the log writes them: now receiver.contract.timeutil."""
 
-from __future__ import annotations
-
-from datetime import UTC, datetime
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def format_utc(moment: datetime, *, micros: bool = True) -> str:
-    """`YYYY-MM-DDTHH:MM:SS.ffffffZ` (or without the fraction); isoformat is C and exact for it."""
-    if moment.tzinfo is not UTC:
-        moment = moment.astimezone(UTC)
-    return moment.isoformat(timespec="microseconds" if micros else "seconds")[:-6] + "Z"  # drop +00:00
-
-
-def parse_utc(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+# re-exported until its importers move to receiver.contract
+from receiver.contract.timeutil import format_utc, parse_utc, utc_now  # noqa: F401

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from clickledger.demo import write_demo_config
-from receiver.log import encode_record
-from receiver.params import normalise_status
-from receiver.timeutil import format_utc
+from receiver.contract.framing import encode_record
+from receiver.contract.params import normalise_status
+from receiver.contract.timeutil import format_utc
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
@@ -182,7 +182,7 @@ class LogBuilder:
 
 def demo_config():
     from clickledger.demo import DEMO_CONFIG
-    from receiver.config import parse_config
+    from receiver.contract.config_file import parse_config
 
     return parse_config(DEMO_CONFIG.format(public_url="http://127.0.0.1:8080"))
 

@@ -11,7 +11,9 @@ import ipaddress
 import pytest
 from conftest import TEST_CONFIG, rewrite_config
 
-from receiver.config import ConfigError, ConfigStore, parse_config
+from receiver.config import ConfigStore
+from receiver.contract.config import ConfigError
+from receiver.contract.config_file import parse_config
 
 SIGNING_SECRET = "whsec-signer-0123456789abcdef"
 OPEN_SECRET = "whsec-open-signer-0123456789"

@@ -31,21 +31,21 @@ from receiver.clicks import (
     link_click,
     link_redirect_url,
 )
-from receiver.config import Config, Link, Offer, Partner, Product, RevenueShare
-from receiver.errors import HTTP_STATUS, Refusal
-from receiver.params import (
+from receiver.contract.codes import HTTP_STATUS
+from receiver.contract.config import Config, Link, Offer, Partner, Product, RevenueShare
+from receiver.contract.params import (
     ADVERTISER_VOCABULARY,
     BASE_VOCABULARY,
     STATUS_MAP,
     ParamError,
     merge_params,
     normalise_status,
-    parse_amount,
     parse_body,
-    parse_currency,
     parse_query,
     split_params,
 )
+from receiver.errors import Refusal
+from receiver.params import parse_amount, parse_currency
 
 FUZZ = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)

@@ -31,7 +31,7 @@ import pipeline
 from clickledger.demo import write_demo_config, write_fx_rates
 from pipeline.wallet import credit_batch, ledger_path, read_ledger
 from receiver.app import create_app
-from receiver.params import normalise_status
+from receiver.contract.params import normalise_status
 
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 TOKENS = {"u1": "user-token-1", "u2": "user-token-2", "u3": "user-token-3"}

@@ -7,9 +7,9 @@ from typing import Any
 import falcon
 import orjson
 
-from receiver.errors import HTTP_STATUS
+from receiver.contract.codes import HTTP_STATUS
+from receiver.contract.params import BASE_VOCABULARY
 from receiver.openapi import DOCUMENT_FILE, build_document, document_bytes
-from receiver.params import BASE_VOCABULARY
 
 
 def registered_routes(app: falcon.App) -> dict[str, set[str]]:

@@ -68,7 +68,7 @@ def test_shuffled_duplicate_postbacks_give_the_same_conversions(spec, data):
 @given(spec=pairs)
 def test_final_status_is_the_furthest_allowed_step(spec):
     conversions = conversions_from_records(build(spec, list(range(later_count(spec)))))
-    from receiver.params import normalise_status
+    from receiver.contract.params import normalise_status
 
     for i, (first, updates, allowed, _) in enumerate(spec, start=1):
         row = conversions.filter(pl.col("click_id") == cid(i)).row(0, named=True)

@@ -20,17 +20,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from receiver.app import Settings, create_app
-from receiver.log import (
+from receiver.contract.framing import (
     BadLine,
-    LogLockedError,
-    LogWriteError,
-    SegmentWriter,
     check_line,
     encode_record,
     iter_log,
     last_seq,
     segment_paths,
 )
+from receiver.log import LogLockedError, LogWriteError, SegmentWriter
 
 # ---------------------------------------------------------------- line format
 

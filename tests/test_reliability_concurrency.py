@@ -21,7 +21,7 @@ import pytest
 import requests
 from conftest import LiveServer, start_live_server, stop_live_server
 
-from receiver.log import BadLine, iter_log
+from receiver.contract.framing import BadLine, iter_log
 
 pytestmark = pytest.mark.server
 

@@ -31,7 +31,7 @@ import pytest
 import requests
 from conftest import start_live_server, stop_live_server
 
-from receiver.log import BadLine, encode_record, iter_log, iter_segment, segment_paths
+from receiver.contract.framing import BadLine, encode_record, iter_log, iter_segment, segment_paths
 
 pytestmark = pytest.mark.server
 

@@ -22,7 +22,7 @@ import pytest
 import requests
 from conftest import start_live_server, stop_live_server
 
-from receiver.log import BadLine, iter_log, segment_paths
+from receiver.contract.framing import BadLine, iter_log, segment_paths
 
 pytestmark = pytest.mark.server
 

@@ -39,7 +39,7 @@ import requests
 from conftest import Harness, LiveServer, start_live_server, stop_live_server
 
 from receiver.app import MAX_BODY_BYTES, MAX_LOGGED_BODY_BYTES
-from receiver.log import BadLine, check_line, iter_log, segment_paths
+from receiver.contract.framing import BadLine, check_line, iter_log, segment_paths
 
 HOSTILE_VALUES = {
     "cr": "a\rb",

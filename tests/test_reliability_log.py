@@ -30,10 +30,8 @@ from conftest import TEST_CONFIG
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from receiver.log import (
+from receiver.contract.framing import (
     BadLine,
-    LogWriteError,
-    SegmentWriter,
     check_line,
     encode_record,
     iter_log,
@@ -41,6 +39,7 @@ from receiver.log import (
     last_seq,
     segment_paths,
 )
+from receiver.log import LogWriteError, SegmentWriter
 
 # ---------------------------------------------------------------- helpers
 

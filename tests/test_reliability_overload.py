@@ -21,7 +21,7 @@ import pytest
 import requests
 
 from clickledger.demo import free_port, wait_healthy, write_demo_config
-from receiver.log import iter_log
+from receiver.contract.framing import iter_log
 
 CLIENTS = 48
 SECONDS = 3.0

@@ -19,7 +19,7 @@ from conftest import Harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from receiver.log import check_line, segment_paths
+from receiver.contract.framing import check_line, segment_paths
 
 TASK_URL = "https://advertiser.example/offer"  # product p1 of the test config
 

@@ -29,8 +29,8 @@ from pipeline.issues import (
     reasons_for_code,
     with_advice,
 )
-from receiver.errors import HTTP_STATUS
-from receiver.params import click_id_shape
+from receiver.contract.codes import HTTP_STATUS
+from receiver.contract.params import click_id_shape
 
 GUIDE = {row["reason"]: row for row in fix_guide().iter_rows(named=True)}
 

@@ -1,0 +1,43 @@
+"""The error codes the receiver answers, and their HTTP statuses: a record's `error` member.
+
+A refused request's record keeps its code in `error`; the pipeline turns each code into a
+postback_issues reason, and the OpenAPI document lists them. Only the receiver's HTTP layer
+turns a code into a status (receiver.errors), through this one table.
+"""
+
+from __future__ import annotations
+
+HTTP_STATUS: dict[str, int] = {
+    # postbacks (the contract's codes)
+    "click_id_required": 400,
+    "api_key_required": 401,
+    "invalid_api_key": 403,
+    "campaign_mismatch": 403,
+    # postback authentication beyond the key (partner allowed_ips, signing_secret)
+    "ip_not_allowed": 403,
+    "signature_required": 401,
+    "invalid_signature": 403,
+    "signature_expired": 403,
+    "click_not_found": 404,
+    "click_expired": 410,
+    # postback parameters that cannot be used
+    "campaign_id_required": 400,
+    "invalid_amount": 400,
+    "invalid_commission": 400,
+    "invalid_currency": 400,
+    "invalid_body": 400,
+    # clicks
+    "link_not_found": 404,
+    "token_required": 401,
+    "invalid_token": 401,
+    "product_not_found": 404,
+    "invalid_task_url": 400,
+    # any route
+    "bad_request": 400,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "body_too_large": 413,
+    "internal_error": 500,
+    "log_unavailable": 503,
+    "overloaded": 503,
+}

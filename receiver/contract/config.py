@@ -1,0 +1,155 @@
+"""The config model: partners, offers, tracking links, earn products and users.
+
+What DATA/config.toml holds once read and validated (receiver.contract.config_file),
+as the receiver decides requests with it and the pipeline derives tables with it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+
+from receiver.contract.addresses import IPNetwork, in_networks, parse_address
+
+CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
+# The currency of a config without base_currency, and of an offer without currency.
+DEFAULT_CURRENCY = "USD"
+DEFAULT_HOMEPAGE = "https://network.example/"
+DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
+OFFER_STATUSES = ("active", "paused", "pending")
+POSTBACK_AUTH = ("key", "none")
+
+
+class ConfigError(ValueError):
+    """The config file cannot be used; the message names the file and line."""
+
+    def __init__(self, message: str, *, path: Path | None = None, line: int | None = None):
+        self.path = path
+        self.line = line
+        where = f"{path}" if path else "config"
+        if line:
+            where += f", line {line}"
+        super().__init__(f"{where}: {message}")
+
+
+@dataclass(frozen=True)
+class RevenueShare:
+    """What the affiliate or user gets: a percent of the amount, or a fixed amount in the offer's currency."""
+
+    percent: Decimal | None = None
+    fixed: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Partner:
+    id: str
+    api_key_sha256: bytes | None
+    postback_auth: str = "key"
+    status_updates: bool = False
+    # None: any address may post for this partner's clicks; else only these networks.
+    allowed_ips: tuple[IPNetwork, ...] | None = None
+    # Set: every postback for this partner must carry X-Signature / X-Timestamp (HMAC-SHA256).
+    signing_secret: bytes | None = field(default=None, repr=False)
+
+    def ip_allowed(self, client_ip: str | None) -> bool:
+        if self.allowed_ips is None:
+            return True
+        return in_networks(parse_address(client_ip), self.allowed_ips)
+
+
+@dataclass(frozen=True)
+class Offer:
+    id: str
+    partner: str
+    status: str
+    url: str
+    currency: str
+    revenue_share: RevenueShare
+    click_ttl_hours: float | None = None
+
+
+@dataclass(frozen=True)
+class Link:
+    slug: str
+    offer: str
+    affiliate: str
+
+
+@dataclass(frozen=True)
+class Product:
+    id: str
+    offer: str
+    task_url: str
+    click_ttl_hours: float = 24.0
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    token: str
+
+
+@dataclass(frozen=True)
+class Config:
+    base_currency: str = DEFAULT_CURRENCY
+    homepage: str = DEFAULT_HOMEPAGE
+    public_url: str = DEFAULT_PUBLIC_URL
+    partners: dict[str, Partner] = field(default_factory=dict)
+    offers: dict[str, Offer] = field(default_factory=dict)
+    links: dict[str, Link] = field(default_factory=dict)
+    products: dict[str, Product] = field(default_factory=dict)
+    users: dict[str, User] = field(default_factory=dict)
+    path: Path | None = None
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+
+    def __post_init__(self) -> None:
+        # Lookup tables derived once per load, never per request.
+        by_digest = {p.api_key_sha256: p for p in self.partners.values() if p.api_key_sha256}
+        by_token = {u.token: u for u in self.users.values()}
+        object.__setattr__(self, "_partners_by_key_digest", by_digest)
+        object.__setattr__(self, "_users_by_token", by_token)
+
+    def partner_for_key(self, key: str) -> Partner | None:
+        """The partner owning this api key, compared in constant time."""
+        return self.partner_for_digest(key_digest(key))
+
+    def partner_for_digest(self, digest: bytes) -> Partner | None:
+        """The partner whose api key has this SHA-256 digest (see `key_digest`)."""
+        partner = self._partners_by_key_digest.get(digest)  # type: ignore[attr-defined]
+        if partner is not None and hmac.compare_digest(digest, partner.api_key_sha256 or b""):
+            return partner
+        return None
+
+    def user_for_token(self, token: str) -> User | None:
+        user = self._users_by_token.get(token)  # type: ignore[attr-defined]
+        if user is not None and hmac.compare_digest(user.token.encode(), token.encode()):
+            return user
+        return None
+
+    def client_ip(self, remote_addr: str | None, forwarded_for: str | None) -> str | None:
+        """The address a postback came from: REMOTE_ADDR, unless that is one of our trusted proxies.
+
+        Behind a trusted proxy it is the right-most X-Forwarded-For entry that is not itself a
+        trusted proxy (entries to its left are written by the client and can be forged). A
+        forwarded header from any other peer is ignored: anyone can send one.
+        """
+        if not forwarded_for or not in_networks(parse_address(remote_addr), self.trusted_proxies):
+            return remote_addr
+        hops = [hop.strip() for hop in forwarded_for.split(",") if hop.strip()]
+        for hop in reversed(hops):
+            if not in_networks(parse_address(hop), self.trusted_proxies):
+                return hop
+        return hops[0] if hops else remote_addr
+
+    @property
+    def any_public_partner(self) -> bool:
+        return any(p.postback_auth == "none" for p in self.partners.values())
+
+
+def key_digest(key: str) -> bytes:
+    """SHA-256 of an api key: what partners are looked up by, and what fingerprints are cut from."""
+    return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()

@@ -1,0 +1,263 @@
+"""Reading DATA/config.toml: TOML in, a validated `Config` out, or a ConfigError naming the line.
+
+The file is validated as a whole: unknown keys, missing references and duplicate ids
+are refused with a message naming the line, so a typo never silently changes who
+gets paid.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import os
+import re
+import tomllib
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from receiver.contract.addresses import IPNetwork
+from receiver.contract.config import (
+    CURRENCY_RE,
+    DEFAULT_CURRENCY,
+    DEFAULT_HOMEPAGE,
+    DEFAULT_PUBLIC_URL,
+    OFFER_STATUSES,
+    POSTBACK_AUTH,
+    Config,
+    ConfigError,
+    Link,
+    Offer,
+    Partner,
+    Product,
+    RevenueShare,
+    User,
+)
+from receiver.contract.toml_lines import TomlLocator
+
+# The keys a config file may hold: at the top, and in each [[table]] (required, optional).
+TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "partners", "offers",
+             "links", "products", "users"}
+TABLE_KEYS = {
+    "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates",
+                          "allowed_ips", "signing_secret", "signing_secret_env"}),
+    "offers": ({"id", "partner", "url"}, {"status", "currency", "revenue_share", "click_ttl_hours"}),
+    "links": ({"slug", "offer", "affiliate"}, set()),
+    "products": ({"id", "offer", "task_url"}, {"click_ttl_hours"}),
+    "users": ({"id", "token"}, set()),
+}
+
+
+def _require_url(value: Any, what: str, fail) -> str:
+    if not isinstance(value, str) or any(c in value for c in "\r\n\t\\ "):
+        fail(f"{what} must be an absolute http(s) URL without spaces or backslashes")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc or "@" in parts.netloc:
+        fail(f"{what} must be an absolute http(s) URL, got {value!r}")
+    return value
+
+
+def _decimal(value: Any, what: str, fail) -> Decimal:
+    try:
+        number = Decimal(str(value))
+    except InvalidOperation:
+        fail(f"{what} must be a number, got {value!r}")
+    if not number.is_finite() or number < 0:
+        fail(f"{what} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _networks(value: Any, what: str, fail) -> tuple[IPNetwork, ...]:
+    """A list of CIDR blocks or single addresses (IPv4 or IPv6); host bits set are refused."""
+    if not isinstance(value, list) or not value:
+        fail(f"{what} must be a non-empty list of addresses or CIDR blocks, "
+             f"e.g. [\"203.0.113.0/24\"]")
+    networks = []
+    for item in value:
+        if not isinstance(item, str):
+            fail(f"{what}: {item!r} is not an IP address or CIDR block")
+        try:
+            networks.append(ipaddress.ip_network(item.strip()))
+        except ValueError as exc:
+            fail(f"{what}: {item!r} is not an IP address or CIDR block ({exc})")
+    return tuple(networks)
+
+
+def _signing_secret(entry: dict[str, Any], fail) -> bytes | None:
+    """signing_secret, or the environment variable signing_secret_env names (out of the file)."""
+    if "signing_secret" in entry and "signing_secret_env" in entry:
+        fail("give signing_secret or signing_secret_env, not both", "signing_secret_env")
+    if "signing_secret_env" in entry:
+        name = entry["signing_secret_env"]
+        if not isinstance(name, str) or not name:
+            fail("signing_secret_env must name an environment variable", "signing_secret_env")
+        secret = os.environ.get(name, "")
+        if not secret:
+            fail(f"signing_secret_env names {name!r}, which is not set or empty",
+                 "signing_secret_env")
+        return secret.encode("utf-8")
+    if "signing_secret" in entry:
+        secret = entry["signing_secret"]
+        if not isinstance(secret, str) or len(secret) < 16:
+            fail("signing_secret must be a string of at least 16 characters", "signing_secret")
+        return secret.encode("utf-8")
+    return None
+
+
+def parse_config(text: str, path: Path | None = None) -> Config:
+    """Parse and validate config text; raises ConfigError naming the line of the first problem."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        line = getattr(exc, "lineno", None)
+        if line is None:  # before Python 3.14 the line is only in the message
+            match = re.search(r"at line (\d+)", str(exc))
+            line = int(match.group(1)) if match else None
+        raise ConfigError(f"not valid TOML: {exc}", path=path, line=line) from exc
+    locate = TomlLocator(text)
+
+    def fail_at(message: str, table: str | None = None, index: int = 0, key: str | None = None):
+        raise ConfigError(message, path=path, line=locate.line_of(table, index, key))
+
+    for key in raw:
+        if key not in TOP_KEYS:
+            fail_at(f"unknown key {key!r} (known: {', '.join(sorted(TOP_KEYS))})", None, 0, key)
+    base_currency = str(raw.get("base_currency", DEFAULT_CURRENCY)).upper()
+    if not CURRENCY_RE.match(base_currency):
+        fail_at(f"base_currency must be a 3-letter code, got {base_currency!r}", None, 0, "base_currency")
+    homepage = _require_url(raw.get("homepage", DEFAULT_HOMEPAGE), "homepage",
+                            lambda m: fail_at(m, None, 0, "homepage"))
+    public_url = _require_url(raw.get("public_url", DEFAULT_PUBLIC_URL), "public_url",
+                              lambda m: fail_at(m, None, 0, "public_url")).rstrip("/")
+    trusted_proxies: tuple[IPNetwork, ...] = ()
+    if "trusted_proxies" in raw:
+        trusted_proxies = _networks(raw["trusted_proxies"], "trusted_proxies",
+                                    lambda m: fail_at(m, None, 0, "trusted_proxies"))
+
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for name, (required, optional) in TABLE_KEYS.items():
+        entries = raw.get(name, [])
+        if not isinstance(entries, list):
+            fail_at(f"{name} must be an array of tables ([[{name}]])", None, 0, name)
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                fail_at(f"[[{name}]] entry {i + 1} must be a table", name, i)
+            for key in entry:
+                if key not in required | optional:
+                    fail_at(f"unknown key {key!r} in [[{name}]] (known: {', '.join(sorted(required | optional))})",
+                            name, i, key)
+            for key in sorted(required - entry.keys()):
+                fail_at(f"[[{name}]] entry {i + 1} is missing {key!r}", name, i)
+            for key, value in entry.items():
+                if key in ("id", "slug", "offer", "partner", "affiliate", "token", "api_key") and (
+                    not isinstance(value, str) or not value.strip()
+                ):
+                    fail_at(f"{key} must be a non-empty string", name, i, key)
+        id_key = "slug" if name == "links" else "id"
+        seen: dict[str, int] = {}
+        for i, entry in enumerate(entries):
+            ident = entry[id_key]
+            if ident in seen:
+                fail_at(f"duplicate {name[:-1]} {id_key} {ident!r} (first defined in entry {seen[ident] + 1})",
+                        name, i, id_key)
+            seen[ident] = i
+        tables[name] = entries
+
+    partners: dict[str, Partner] = {}
+    for i, e in enumerate(tables["partners"]):
+        if "api_key" in e and "api_key_sha256" in e:
+            fail_at("give api_key or api_key_sha256, not both", "partners", i, "api_key_sha256")
+        digest = None
+        if "api_key" in e:
+            digest = hashlib.sha256(e["api_key"].encode("utf-8")).digest()
+        elif "api_key_sha256" in e:
+            try:
+                digest = bytes.fromhex(str(e["api_key_sha256"]))
+            except ValueError:
+                digest = b""
+            if len(digest) != 32:
+                fail_at("api_key_sha256 must be 64 hex digits", "partners", i, "api_key_sha256")
+        auth = e.get("postback_auth", "key")
+        if auth not in POSTBACK_AUTH:
+            fail_at(f"postback_auth must be one of {POSTBACK_AUTH}, got {auth!r}", "partners", i, "postback_auth")
+        if auth == "key" and digest is None:
+            fail_at("a partner with postback_auth = \"key\" needs api_key or api_key_sha256", "partners", i)
+        updates = e.get("status_updates", False)
+        if not isinstance(updates, bool):
+            fail_at("status_updates must be true or false", "partners", i, "status_updates")
+        allowed = None
+        if "allowed_ips" in e:
+            allowed = _networks(e["allowed_ips"], "allowed_ips",
+                                lambda m, i=i: fail_at(m, "partners", i, "allowed_ips"))
+        secret = _signing_secret(e, lambda m, key, i=i: fail_at(m, "partners", i, key))
+        partners[e["id"]] = Partner(e["id"], digest, auth, updates, allowed, secret)
+
+    def positive_hours(value: Any, table: str, i: int) -> float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            fail_at(f"click_ttl_hours must be a positive number, got {value!r}", table, i, "click_ttl_hours")
+        return float(value)
+
+    offers: dict[str, Offer] = {}
+    for i, e in enumerate(tables["offers"]):
+        if e["partner"] not in partners:
+            fail_at(f"offer {e['id']!r} names partner {e['partner']!r}, which is not defined", "offers", i, "partner")
+        status = e.get("status", "active")
+        if status not in OFFER_STATUSES:
+            fail_at(f"status must be one of {OFFER_STATUSES}, got {status!r}", "offers", i, "status")
+        url = _require_url(e["url"], "url", lambda m, i=i: fail_at(m, "offers", i, "url"))
+        currency = str(e.get("currency", DEFAULT_CURRENCY)).upper()
+        if not CURRENCY_RE.match(currency):
+            fail_at(f"currency must be a 3-letter code, got {currency!r}", "offers", i, "currency")
+        share_raw = e.get("revenue_share", {"percent": 100})
+        if not isinstance(share_raw, dict) or len(share_raw) != 1 or not share_raw.keys() <= {"percent", "fixed"}:
+            fail_at("revenue_share must be { percent = N } or { fixed = N }", "offers", i, "revenue_share")
+        fail_share = lambda m, i=i: fail_at(m, "offers", i, "revenue_share")  # noqa: E731
+        if "percent" in share_raw:
+            percent = _decimal(share_raw["percent"], "revenue_share.percent", fail_share)
+            if percent > 100:
+                fail_share("revenue_share.percent must be between 0 and 100")
+            share = RevenueShare(percent=percent)
+        else:
+            share = RevenueShare(fixed=_decimal(share_raw["fixed"], "revenue_share.fixed", fail_share))
+        ttl = positive_hours(e["click_ttl_hours"], "offers", i) if "click_ttl_hours" in e else None
+        offers[e["id"]] = Offer(e["id"], e["partner"], status, url, currency, share, ttl)
+
+    links: dict[str, Link] = {}
+    for i, e in enumerate(tables["links"]):
+        if e["offer"] not in offers:
+            fail_at(f"link {e['slug']!r} names offer {e['offer']!r}, which is not defined", "links", i, "offer")
+        if not re.match(r"^[A-Za-z0-9._~-]+$", e["slug"]):
+            fail_at("slug may hold only letters, digits and . _ ~ -", "links", i, "slug")
+        links[e["slug"]] = Link(e["slug"], e["offer"], e["affiliate"])
+
+    products: dict[str, Product] = {}
+    for i, e in enumerate(tables["products"]):
+        if e["offer"] not in offers:
+            fail_at(f"product {e['id']!r} names offer {e['offer']!r}, which is not defined", "products", i, "offer")
+        task_url = _require_url(e["task_url"], "task_url", lambda m, i=i: fail_at(m, "products", i, "task_url"))
+        ttl = positive_hours(e.get("click_ttl_hours", 24), "products", i)
+        products[e["id"]] = Product(e["id"], e["offer"], task_url, ttl)
+
+    users: dict[str, User] = {}
+    tokens: set[str] = set()
+    for i, e in enumerate(tables["users"]):
+        if e["token"] in tokens:
+            fail_at("two users share this token", "users", i, "token")
+        tokens.add(e["token"])
+        users[e["id"]] = User(e["id"], e["token"])
+
+    return Config(base_currency, homepage, public_url, partners, offers, links, products, users,
+                  path, trusted_proxies)
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"file not found (make one with `clickledger init --data {path.parent}`)",
+                          path=path) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not UTF-8 text: {exc}", path=path) from exc
+    return parse_config(text, path)

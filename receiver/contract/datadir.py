@@ -1,0 +1,113 @@
+"""The data directory: the one place that knows where everything under DATA lives.
+
+    DATA/
+      config.toml            partners, offers, links, products, users (people edit it)
+      fx_rates.csv           date,currency,rate (people edit it)
+      log/                   the append-only event log: segment-NNNNNNNN.ndjson (the source of truth)
+      index/                 the receiver's index snapshots (derived, safe to delete)
+      warehouse/             the derived tables: <table>.parquet, warehouse.duckdb, staging/ (a cache)
+      ledger/                wallet_credits.ndjson, the wallet's append-only ledger
+      .clickledger-demo      present when `clickledger demo` made the directory
+
+Everything derived (index/, warehouse/) can be rebuilt from log/ and ledger/.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from receiver.contract.framing import SEGMENT_GLOB
+
+
+class DataDir:
+    """Every path under one data directory. A DataDir is os.PathLike, so it goes wherever a
+    data directory's path does; it creates nothing (each writer makes what it writes)."""
+
+    CONFIG_FILE = "config.toml"
+    FX_RATES_FILE = "fx_rates.csv"
+    LOG_DIR = "log"
+    INDEX_DIR = "index"
+    WAREHOUSE_DIR = "warehouse"
+    STAGING_DIR = "staging"  # inside warehouse/
+    WAREHOUSE_DB_FILE = "warehouse.duckdb"  # inside warehouse/
+    LEDGER_DIR = "ledger"
+    LEDGER_FILE = "wallet_credits.ndjson"  # inside ledger/
+    DEMO_MARKER_FILE = ".clickledger-demo"
+    # what `clickledger demo` deletes and makes again: everything but the files people edit
+    GENERATED_DIRS = (LOG_DIR, INDEX_DIR, WAREHOUSE_DIR, LEDGER_DIR)
+
+    __slots__ = ("root",)
+
+    def __init__(self, root: str | os.PathLike[str]):
+        self.root = Path(root)
+
+    def __fspath__(self) -> str:
+        return os.fspath(self.root)
+
+    def __repr__(self) -> str:
+        return f"DataDir({str(self.root)!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, DataDir) and other.root == self.root
+
+    def __hash__(self) -> int:
+        return hash(self.root)
+
+    # -- what people edit
+
+    @property
+    def config_path(self) -> Path:
+        return self.root / self.CONFIG_FILE
+
+    @property
+    def fx_rates_path(self) -> Path:
+        return self.root / self.FX_RATES_FILE
+
+    # -- the log and what the receiver derives from it
+
+    @property
+    def log_dir(self) -> Path:
+        return self.root / self.LOG_DIR
+
+    @property
+    def segment_pattern(self) -> str:
+        """A glob of every log segment (for DuckDB's read_json, Polars' scan_ndjson)."""
+        return str(self.log_dir / SEGMENT_GLOB)
+
+    @property
+    def index_dir(self) -> Path:
+        return self.root / self.INDEX_DIR
+
+    # -- what the pipeline derives
+
+    @property
+    def warehouse_dir(self) -> Path:
+        return self.root / self.WAREHOUSE_DIR
+
+    @property
+    def staging_dir(self) -> Path:
+        return self.warehouse_dir / self.STAGING_DIR
+
+    @property
+    def warehouse_db_path(self) -> Path:
+        return self.warehouse_dir / self.WAREHOUSE_DB_FILE
+
+    @property
+    def ledger_dir(self) -> Path:
+        return self.root / self.LEDGER_DIR
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.ledger_dir / self.LEDGER_FILE
+
+    # -- the demo
+
+    @property
+    def demo_marker_path(self) -> Path:
+        return self.root / self.DEMO_MARKER_FILE
+
+    @property
+    def generated_paths(self) -> tuple[Path, ...]:
+        """The derived and logged directories, without the files people edit."""
+        return tuple(self.root / name for name in self.GENERATED_DIRS)

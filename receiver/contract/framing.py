@@ -1,0 +1,218 @@
+"""Segment framing: how records sit in DATA/log/segment-NNNNNNNN.ndjson, and how to read them back.
+
+One JSON object per line (NDJSON), so DuckDB's read_ndjson and Polars' scan_ndjson read a
+segment directly. Each line starts with its own checksum:
+
+    {"crc32":"1a2b3c4d","v":1,"seq":42,...}\\n
+
+`crc32` is the CRC-32 (zlib) of the line with that first member removed, i.e. of
+b"{" + line[CRC_PREFIX_LEN:] without the newline, so a reader checks a record from its
+bytes alone, without re-serialising it.
+
+Segments sort by name in the order they were opened. A torn record (crash, disk full) can
+only be the last line of a segment (see receiver.log.SegmentWriter); readers skip it, and
+report every line that fails its checksum as a `BadLine`.
+
+The writer (receiver.log), every reader (the receiver's indexes, the pipeline's staging,
+the wallet ledger) and the offline generator use these definitions; nothing else knows
+the byte layout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import re
+import zlib
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+# ---------------------------------------------------------------- the line
+
+CRC_MEMBER_FORMAT = b'{"crc32":"%08x",'  # a line's start: `%` with the checksum gives it
+CRC_HEAD = b'{"crc32":"'  # what every line starts with, before its 8 hex digits
+CRC_DIGITS = slice(len(CRC_HEAD), len(CRC_HEAD) + 8)  # where the digits stand in a line
+CRC_CLOSE = b'",'  # what follows the digits
+CRC_PREFIX_LEN = len(CRC_MEMBER_FORMAT % 0)  # 20: the checksum covers b"{" + line[CRC_PREFIX_LEN:]
+CRC_SEED = zlib.crc32(b"{")  # zlib.crc32(rest, CRC_SEED) is the checksum of b"{" + rest, without a copy
+_CRC_DIGITS_RE = re.compile(rb"[0-9a-f]{8}")
+NEWLINE = b"\n"
+
+
+def line_head(rest: bytes | memoryview) -> bytes:
+    """The crc32 member that starts a line whose remainder (after it, without the newline) is `rest`."""
+    return CRC_MEMBER_FORMAT % zlib.crc32(rest, CRC_SEED)
+
+
+def line_heads(rests: Iterable[bytes]) -> list[bytes]:
+    """`line_head` of each remainder, in one C loop (no Python bytecode per line): for writers
+    that format lines in bulk, such as the offline generator."""
+    return list(map(CRC_MEMBER_FORMAT.__mod__, map(zlib.crc32, rests, itertools.repeat(CRC_SEED))))
+
+
+def frame_json(body: bytes) -> bytes:
+    """The log line of an already serialised JSON object `{...}` with at least one member."""
+    if body[:1] != b"{" or body[1:].lstrip()[:1] == b"}":  # `{"crc32":"...",}` would not be JSON
+        raise ValueError("a log record must be a compact JSON object with at least one member")
+    rest = body[1:]
+    return line_head(rest) + rest + NEWLINE
+
+
+def unframe(line: bytes) -> bytes:
+    """A line's record as JSON without its crc32 member (`{"v":1,...}`), unchecked; the inverse
+    of `frame_json` for an intact line (see `check_line`)."""
+    return b"{" + line[CRC_PREFIX_LEN:].rstrip(NEWLINE)
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    """One log line: the record as JSON with its crc32 as first member, newline-terminated."""
+    if not record:  # `{"crc32":"...",}` would not be JSON: no reader could ever read it back
+        raise ValueError("a log record needs at least one member")
+    rest = orjson.dumps(record)[1:]
+    return line_head(rest) + rest + NEWLINE
+
+
+def check_line(line: bytes) -> dict[str, Any] | None:
+    """The record of a complete, intact line, or None when it is torn or corrupt."""
+    line = line.rstrip(NEWLINE)
+    if len(line) <= CRC_PREFIX_LEN or not line.startswith(CRC_HEAD):
+        return None
+    digits = line[CRC_DIGITS]
+    if not _CRC_DIGITS_RE.fullmatch(digits):  # int(x, 16) would also take "A", " 1", "+1", "0_1"
+        return None
+    if line[CRC_DIGITS.stop:CRC_PREFIX_LEN] != CRC_CLOSE or \
+            zlib.crc32(line[CRC_PREFIX_LEN:], CRC_SEED) != int(digits, 16):
+        return None
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return None
+    return record if isinstance(record, dict) else None
+
+
+# ---------------------------------------------------------------- segments
+
+SEGMENT_GLOB = "segment-*.ndjson"
+SEGMENT_RE = re.compile(r"^segment-(\d{8})\.ndjson$")
+
+
+def segment_name(number: int) -> str:
+    """The file name of segment `number` (1, 2, ...): `segment-00000001.ndjson`."""
+    if not 0 < number < 10**8:
+        raise ValueError(f"a segment number is from 1 to 99999999, got {number}")
+    return f"segment-{number:08d}.ndjson"
+
+
+def segment_number(path: str | os.PathLike[str]) -> int:
+    """The number in a segment's file name; ValueError for a file that is not a segment."""
+    match = SEGMENT_RE.match(Path(path).name)
+    if match is None:
+        raise ValueError(f"{Path(path).name!r} is not a log segment name (segment-NNNNNNNN.ndjson)")
+    return int(match.group(1))
+
+
+def segment_paths(log_dir: str | os.PathLike[str]) -> list[Path]:
+    """Segments in append order (their names sort in the order they were opened)."""
+    directory = Path(log_dir)
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if SEGMENT_RE.match(p.name))
+
+
+# ---------------------------------------------------------------- reading lines
+
+
+@dataclass(frozen=True)
+class BadLine:
+    """A line that failed its checksum: `torn` when it is the unterminated last line of its segment."""
+
+    segment: Path
+    line_no: int
+    offset: int
+    torn: bool
+    excerpt: bytes
+
+
+EXCERPT_BYTES = 120  # how much of a bad line a BadLine keeps
+
+
+def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
+    """(line number, record or BadLine) for every non-blank line of one segment, in order."""
+    data = path.read_bytes()
+    offset, line_no, size = 0, 0, len(data)
+    while offset < size:
+        end = data.find(NEWLINE, offset)
+        terminated = end != -1
+        if not terminated:
+            end = size
+        line_no += 1
+        line = data[offset:end]
+        record = check_line(line) if terminated else None
+        if record is not None:
+            yield line_no, record
+        elif line.strip():
+            yield line_no, BadLine(path, line_no, offset, not terminated, line[:EXCERPT_BYTES])
+        offset = end + 1
+
+
+def check_lines(path: Path, data: bytes) -> tuple[list[int], list[BadLine]]:
+    """(numbers of the intact lines, bad lines) of one segment's bytes, as `iter_lines` judges
+    them, without parsing the JSON (the writer only ever checksums valid JSON): for readers
+    that parse the intact lines in bulk afterwards (the pipeline's staging).
+
+    Comparing the canonical `%08x` text of the computed checksum with the line's digits is
+    check_line's digit rule and comparison in one step; a memoryview avoids copying lines.
+    Written for speed: it runs once per line of the log.
+    """
+    good: list[int] = []
+    bad: list[BadLine] = []
+    crc32, view, find, size = zlib.crc32, memoryview(data), data.find, len(data)
+    head, close, fmt, seed = CRC_HEAD, CRC_CLOSE, CRC_MEMBER_FORMAT[len(CRC_HEAD):-len(CRC_CLOSE)], CRC_SEED
+    digits_at, close_at, prefix = CRC_DIGITS.start, CRC_DIGITS.stop, CRC_PREFIX_LEN
+    offset, line_no = 0, 0
+    while offset < size:
+        end = find(NEWLINE, offset)
+        terminated = end != -1
+        if not terminated:
+            end = size
+        line_no += 1
+        if (terminated and end - offset > prefix and data.startswith(head, offset)
+                and data[offset + close_at:offset + prefix] == close
+                and fmt % crc32(view[offset + prefix:end], seed) == data[offset + digits_at:offset + close_at]):
+            good.append(line_no)
+        elif data[offset:end].strip():
+            bad.append(BadLine(path, line_no, offset, not terminated, data[offset:min(end, offset + EXCERPT_BYTES)]))
+        offset = end + 1
+    return good, bad
+
+
+def iter_segment(path: Path, on_bad: Callable[[BadLine], None] | None = None) -> Iterator[dict[str, Any]]:
+    """Yield the intact records of one segment; report each bad line to `on_bad`."""
+    for _, item in iter_lines(path):
+        if isinstance(item, BadLine):
+            if on_bad is not None:
+                on_bad(item)
+        else:
+            yield item
+
+
+def iter_log(log_dir: str | os.PathLike[str], on_bad: Callable[[BadLine], None] | None = None
+             ) -> Iterator[dict[str, Any]]:
+    """Yield the intact records of every segment, in append order."""
+    for path in segment_paths(log_dir):
+        yield from iter_segment(path, on_bad)
+
+
+def last_seq(log_dir: str | os.PathLike[str]) -> int:
+    """The highest seq in the log (0 for an empty log), read from the newest segments' tails."""
+    for path in reversed(segment_paths(log_dir)):
+        best = 0
+        for record in iter_segment(path):
+            best = max(best, int(record.get("seq", 0)))
+        if best:
+            return best
+    return 0
