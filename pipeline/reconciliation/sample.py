@@ -1,5 +1,5 @@
-"""A SAMPLE partner statement, built from our own conversions with deliberate differences, so a
-demo (the notebook, `clickledger reconcile` without a statement of its own) shows every outcome.
+"""A SAMPLE partner statement, built from our own conversions with deliberate differences, so the
+reconciliation notebook shows every outcome when no statement is loaded.
 
 Each of our conversions draws a number in [0, 1) and gets the difference of the first bound
 below which it falls (the bounds add up: 5% dropped, then 4%, 3% and 1% changed). The shares
