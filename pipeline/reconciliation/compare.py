@@ -1,8 +1,8 @@
 """The comparison: a partner's statement against our conversions, one row per (click_id, transaction_id).
 
 The statement is read as statement.py says (its columns mapped or guessed, its statuses
-normalised). Our side is the partner's conversions whose day, on the `date_basis` ("conversion":
-converted_at, or "click": clicked_at) in time zone `tz`, lies in [start, end]. When
+normalised). Our side is the partner's conversions whose day, on the `date_basis`
+("conversion": converted_at, or "click": clicked_at) in time zone `tz`, lies in [start, end]. When
 start/end are not given they come from the statement's date column, if it has one.
 
 Base-currency amounts use the rate of our conversion's UTC day, else the statement
@@ -10,10 +10,9 @@ row's date, else the period's end, else the latest rate. Totals sum what could b
 converted and count the rest in `rows_without_fx_rate` (never a silent zero).
 
 Outcomes, in the order they are decided: missing_ours (only in the statement),
-missing_theirs (only ours), status_mismatch (normalised statuses differ),
-currency_mismatch,
-amount_mismatch (amounts differ after rounding both, half-to-even, to cents), else
-matched. `mismatches` lists every difference of a row, not only the first.
+missing_theirs (only ours), status_mismatch (normalised statuses differ), currency_mismatch,
+amount_mismatch (amounts differ after rounding both, half-to-even, to cents), else matched.
+`mismatches` lists every difference of a row, not only the first.
 """
 
 from __future__ import annotations
