@@ -13,7 +13,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # pipeline modules whose receiver imports move to receiver.contract in their own change
 # (split along their jobs in parallel): listed here until then, and only these
-NOT_YET_MOVED = {"pipeline/reconciliation.py", "pipeline/wallet.py"}
+NOT_YET_MOVED = {"pipeline/reconciliation/statement.py", "pipeline/wallet/credit.py", "pipeline/wallet/ledger.py"}
 
 
 def imported_modules(path: Path) -> set[str]:

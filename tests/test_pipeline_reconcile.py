@@ -16,7 +16,16 @@ from pipeline_helpers import OFFERS, T0, LogBuilder, cid, make_data_dir
 import pipeline
 from clickledger.cli import main
 from pipeline.errors import StatementError, UnknownPartnerError
-from pipeline.reconciliation import DEFAULT_COLUMNS, read_statement, safe_cell, statement_columns
+from pipeline.reconciliation import (
+    DEFAULT_COLUMNS,
+    read_statement,
+    safe_cell,
+    sample_statement,
+    spreadsheet_safe,
+    statement_columns,
+)
+from pipeline.reconciliation import sample as sample_module
+from pipeline.warehouse import Warehouse
 
 STATEMENT = """click_id,transaction_id,status,amount,currency
 {c1},,approved,100.004,USD
@@ -90,6 +99,20 @@ def test_csv_output_is_safe_to_open_in_a_spreadsheet(data, statement, tmp_path):
             assert not value.startswith("-") or value[1:].replace(".", "").isdigit(), value
     assert [safe_cell(v) for v in ["=1+1", "+x", "-x", "@SUM(A1)", "\tx", "-12.50", "ok"]] == [
         "'=1+1", "'+x", "'-x", "'@SUM(A1)", "'\tx", "-12.50", "ok"]
+
+
+# cells a spreadsheet might run, plain numbers, and both with a line break after them
+formula_like = st.from_regex(r"[-=+@\t\r]?[0-9]{0,3}(\.[0-9]{0,2})?[a-z]?\n?", fullmatch=True)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(st.one_of(st.none(), st.text(), formula_like), max_size=8),
+       numbers=st.lists(st.integers(-10**6, 10**6), min_size=1, max_size=4))
+def test_one_rule_for_a_cell_and_for_the_export(texts, numbers):
+    """safe_cell gives exactly the cell the CSV export writes, for any text or number."""
+    frame = pl.DataFrame({"text": texts}, schema={"text": pl.String})
+    assert spreadsheet_safe(frame)["text"].to_list() == [safe_cell(t) for t in texts]
+    assert spreadsheet_safe(pl.DataFrame({"n": numbers}))["n"].to_list() == [safe_cell(n) for n in numbers]
 
 
 def test_column_mapping_and_missing_columns(data, tmp_path):
@@ -189,6 +212,32 @@ def test_sample_statement_shows_every_outcome_and_missing_rows_are_explained(tmp
     by_status = totals_by_status(result)
     assert by_status["ours_count"].sum() == result.rows["ours_amount"].is_not_null().sum()
     assert by_status["theirs_count"].sum() == statement.height
+
+
+def test_sample_statement_changes_the_documented_share_of_rows():
+    """Of many conversions, the sample drops and changes about the shares its constants say."""
+    n = 4000
+    conversions = pl.DataFrame({
+        "partner_id": ["acme"] * n, "seq": list(range(1, n + 1)),
+        "click_id": [cid(i) for i in range(n)], "transaction_id": [f"T{i}" for i in range(n)],
+        "status": ["approved"] * n, "amount": [D("20.00")] * n, "currency": ["USD"] * n,
+        "converted_at": [T0 + timedelta(minutes=i) for i in range(n)]})
+    issues = pl.DataFrame(schema={"partner_id": pl.String, "key_partner_id": pl.String, "click_id": pl.String,
+                                  "transaction_id": pl.String, "error": pl.String, "seq": pl.Int64,
+                                  "amount": pl.String, "currency": pl.String,
+                                  "received_at": pl.Datetime("us", "UTC")})
+    statement = sample_statement(Warehouse({"conversions": conversions, "postback_issues": issues}), "acme")
+    ours = statement.filter(pl.col("transaction_id").str.starts_with("T"))
+    observed = {"dropped": n - ours.height, "amount": (ours["amount"] != "20.00").sum(),
+                "status": (ours["status"] != "approved").sum(), "currency": (ours["currency"] != "USD").sum()}
+    bounds = [sample_module.DROPPED_BELOW, sample_module.AMOUNT_CHANGED_BELOW, sample_module.STATUS_FLIPPED_BELOW,
+              sample_module.CURRENCY_CHANGED_BELOW]
+    shares = dict(zip(observed, [bounds[0], *(b - a for a, b in zip(bounds, bounds[1:], strict=False))],
+                      strict=True))
+    for change, share in shares.items():
+        expected = n * share
+        assert abs(observed[change] - expected) < 4 * (expected * (1 - share)) ** 0.5, (change, observed, shares)
+    assert statement.height - ours.height == sample_module.NEVER_RECEIVED_ROWS
 
 
 def test_statement_headings_are_matched_to_our_columns_by_alias():

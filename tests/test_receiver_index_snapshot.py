@@ -27,6 +27,7 @@ from receiver.snapshot import (
     build_sidecar,
     index_dir_for,
     load_indexes,
+    merge,
     read_index_file,
     scan_segment,
     sidecar_path,
@@ -128,6 +129,18 @@ def test_lookups_equal_the_dict_index_on_random_logs(tmp_path_factory, segments,
     assert_same(log_dir, probes)  # from the base
     write_segments(log_dir, materialise(extra))
     assert_same(log_dir, probes)  # base + sidecars of newer segments
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(segments=st.lists(st.lists(events, max_size=12), min_size=2, max_size=5), data=st.data())
+def test_merging_onto_a_base_equals_merging_at_once(tmp_path_factory, segments, data) -> None:
+    """The splice of newer segments into a base's sorted arrays gives the very arrays, tables
+    and lists that one merge of every segment gives (the path a start with a base takes)."""
+    log_dir = tmp_path_factory.mktemp("log") / "log"
+    write_segments(log_dir, materialise(segments))
+    runs = [scan_segment(p) for p in segment_paths(log_dir)]
+    split = data.draw(st.integers(1, len(runs)), label="segments in the base")
+    assert merge(merge(None, runs[:split]), runs[split:]) == merge(None, runs)
 
 
 # ---------------------------------------------------------------- stale, corrupt, torn, missing

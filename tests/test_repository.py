@@ -49,6 +49,18 @@ def test_runtime_dependencies_hold_no_test_tool() -> None:
     assert all(name in dev for name in DEV_ONLY)
 
 
+def test_every_package_is_installed() -> None:
+    """pyproject lists its packages one by one: a new sub-package left out of the list would be
+    missing from an installed clickledger (an editable install would not show it)."""
+    import tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"]
+                 ["packages"])
+    found = {".".join(init.parent.relative_to(ROOT).parts)
+             for top in ("receiver", "pipeline", "clickledger") for init in (ROOT / top).rglob("__init__.py")}
+    assert found <= listed, f"packages missing from [tool.setuptools] packages: {sorted(found - listed)}"
+
+
 @pytest.mark.skipif(not (ROOT / ".git").exists(), reason="not a git checkout")
 @pytest.mark.parametrize(("path", "ignored"), [
     ("notebooks/__marimo__/session/overview.py.json", True),

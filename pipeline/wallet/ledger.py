@@ -1,0 +1,112 @@
+"""The wallet ledger DATA/ledger/wallet_credits.ndjson: its entries, reading it, appending to it.
+
+Each ledger line is one JSON entry with its own crc32, like the event log
+(receiver.log.encode_record). `entry_id` is a hash of kind, click_id and
+transaction_id, so a conversion can be credited (and debited) at most once. A torn last
+line (an interrupted append) is reported by read_ledger and cut off by the next append:
+it was never complete, so nothing acknowledged is lost. A corrupt line elsewhere is an
+error. Appends are fsync'd, and ledger_lock keeps two writers from appending at once.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.errors import LedgerError
+from receiver.log import BadLine, encode_record, iter_lines
+
+log = logging.getLogger("clickledger.pipeline")
+
+LEDGER_DIR = "ledger"
+LEDGER_FILE = "wallet_credits.ndjson"
+ENTRY_FIELDS = ("entry_id", "batch_id", "credited_at", "kind", "user_id", "click_id", "transaction_id",
+                "amount", "currency", "event_id", "seq")
+
+
+def ledger_path(data_dir: Path) -> Path:
+    return Path(data_dir) / LEDGER_DIR / LEDGER_FILE
+
+
+def entry_id(kind: str, click_id: str, transaction_id: str) -> str:
+    """Deterministic id of the one credit (or debit) a conversion can ever have."""
+    return hashlib.sha256(f"{kind}\x1f{click_id}\x1f{transaction_id}".encode()).hexdigest()[:32]
+
+
+@dataclass
+class Ledger:
+    entries: list[dict[str, Any]]
+    lines: list[int]
+    torn: BadLine | None
+    good_size: int  # bytes up to the end of the last complete line
+
+
+def read_ledger(path: Path) -> Ledger:
+    """The ledger's entries; a torn last line is reported, a corrupt line elsewhere is an error."""
+    if not path.exists():
+        return Ledger([], [], None, 0)
+    entries, lines, torn = [], [], None
+    for line_no, item in iter_lines(path):
+        if isinstance(item, BadLine):
+            if not item.torn:
+                raise LedgerError(f"{path} line {item.line_no} is corrupt (crc32 mismatch): {item.excerpt[:80]!r}. "
+                                  "The wallet ledger is damaged: restore it from a backup before crediting.")
+            torn = item
+            log.warning("skipping torn last line %d of %s (an interrupted credit job)", item.line_no, path)
+            continue
+        missing = [f for f in ENTRY_FIELDS if f not in item]
+        if missing:
+            raise LedgerError(f"{path} line {line_no} lacks {', '.join(missing)}; it is not a wallet entry.")
+        entries.append(item)
+        lines.append(line_no)
+    good_size = torn.offset if torn is not None else path.stat().st_size
+    return Ledger(entries, lines, torn, good_size)
+
+
+@contextmanager
+def ledger_lock(directory: Path) -> Iterator[None]:
+    """Hold DIRECTORY/.credit.lock: one credit job at a time appends to the ledger."""
+    directory.mkdir(parents=True, exist_ok=True)
+    fd = os.open(directory / ".credit.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LedgerError(f"another credit job is running on {directory}; wait for it to finish") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def append_entries(path: Path, ledger: Ledger, entries: list[dict[str, Any]]) -> None:
+    """Cut a torn last line off, append the entries, fsync file (and directory when new)."""
+    created = not path.exists()
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    try:
+        if ledger.torn is not None:
+            os.ftruncate(fd, ledger.good_size)
+        data = b"".join(encode_record(e) for e in entries)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    if created:
+        _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a new name in `directory` (a created file) survive a crash."""
+    dir_fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
