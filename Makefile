@@ -46,6 +46,7 @@ bench: install-dev
 
 lint: install-dev
 	$(BIN)/ruff check receiver pipeline clickledger notebooks tests bench
+	$(BIN)/lint-imports
 
 clean:
 	rm -rf $(VENV) $(DATA) .pytest_cache .ruff_cache .hypothesis *.egg-info

@@ -13,6 +13,8 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from receiver.contract.datadir import DataDir
+
 DEFAULT_DATA = Path("data")
 DEMO_DATA = DEFAULT_DATA / "demo"  # where `make demo` puts the demo network
 
@@ -73,11 +75,11 @@ def _argv_with_data(argv: list[str], data_dir: Path) -> str:
 def config_missing(data_dir: Path, command: str, argv: list[str]) -> str | None:
     """What to say when DATA/config.toml does not exist (None when it does): `--data data/demo`
     when the default directory was meant and `make demo` made data/demo, else how to make one."""
-    path = Path(data_dir) / "config.toml"
+    path = DataDir(data_dir).config_path
     if path.is_file():
         return None
     message = f"clickledger {command}: {path}: file not found."
-    if Path(data_dir) == DEFAULT_DATA and (DEMO_DATA / "config.toml").is_file():
+    if Path(data_dir) == DEFAULT_DATA and DataDir(DEMO_DATA).config_path.is_file():
         return (f"{message} `make demo` put its network in {DEMO_DATA}; did you mean\n"
                 f"  {_argv_with_data(argv, DEMO_DATA)}")
     return (f"{message} --data names the directory the receiver serves (config.toml, log/).\n"
@@ -89,7 +91,7 @@ def config_missing(data_dir: Path, command: str, argv: list[str]) -> str | None:
 
 def is_loopback(host: str) -> bool:
     """Whether a server bound to `host` is reachable from this machine only."""
-    from receiver.config import parse_address
+    from receiver.contract.addresses import parse_address
 
     if host.strip().lower() in LOOPBACK_NAMES:
         return True
@@ -102,10 +104,11 @@ def is_loopback(host: str) -> bool:
 
 def _serve(args: argparse.Namespace) -> int:
     from clickledger.demo import published_credentials
-    from receiver.config import ConfigError, load_config
+    from receiver.contract.config import ConfigError
+    from receiver.contract.config_file import load_config
     from receiver.server import serve
 
-    config_path = Path(args.data) / "config.toml"
+    config_path = DataDir(args.data).config_path
     try:
         published = published_credentials(load_config(config_path))
     except ConfigError as exc:

@@ -23,7 +23,9 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
-from receiver.config import Config, parse_config
+from receiver.contract.config import Config
+from receiver.contract.config_file import parse_config
+from receiver.contract.datadir import DataDir
 
 DEMO_CONFIG = """\
 # clickledger demo network: one partner per seed system (see docs/configuration.md).
@@ -167,7 +169,7 @@ FX_RATES = {"USD": "1", "EUR": "1.0842", "GBP": "1.2719"}
 
 def write_demo_config(data_dir: Path, public_url: str = "http://127.0.0.1:8080") -> Path:
     data_dir.mkdir(parents=True, exist_ok=True)
-    path = data_dir / "config.toml"
+    path = DataDir(data_dir).config_path
     path.write_text(DEMO_CONFIG.format(public_url=public_url), encoding="utf-8")
     return path
 
@@ -189,18 +191,17 @@ def write_fx_rates(data_dir: Path, today: date | None = None, days: int = 30) ->
         for cur, rate in FX_RATES.items():
             value = Decimal(rate) if cur == "USD" else (Decimal(rate) * (1 + drift)).quantize(Decimal("0.0001"))
             lines.append(f"{day.isoformat()},{cur},{value}")
-    path = data_dir / "fx_rates.csv"
+    path = DataDir(data_dir).fx_rates_path
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
 
 
-DEMO_MARKER = ".clickledger-demo"
-GENERATED = ("log", "index", "warehouse", "ledger")  # what a demo run deletes and makes again
+DEMO_MARKER = DataDir.DEMO_MARKER_FILE
 
 
 def mark_demo_dir(data_dir: Path) -> None:
     """Mark `data_dir` as the demo's own, so a later `clickledger demo` may replace its data."""
-    (data_dir / DEMO_MARKER).write_text(
+    DataDir(data_dir).demo_marker_path.write_text(
         "This directory holds the clickledger demo network. `clickledger demo` deletes its log/,\n"
         "index/, warehouse/ and ledger/ and rewrites config.toml and fx_rates.csv on each run.\n"
         "Delete this file to keep `clickledger demo` from doing so without --force.\n",
@@ -211,7 +212,7 @@ def holds_unedited_demo_config(data_dir: Path) -> bool:
     """Whether DATA/config.toml is exactly what a demo writes (with any public_url): a demo
     directory made before the marker existed, which a demo run may take over."""
     try:
-        text = (data_dir / "config.toml").read_text(encoding="utf-8")
+        text = DataDir(data_dir).config_path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError):
         return False
     # the first line is a comment whose wording has changed between versions
@@ -225,7 +226,7 @@ def holds_unedited_demo_config(data_dir: Path) -> bool:
 def demo_dir_refusal(data_dir: Path) -> str | None:
     """Why `clickledger demo` must not take over `data_dir` without --force, or None when it may:
     a new or empty directory, or one with the demo's marker."""
-    if not data_dir.exists() or (data_dir.is_dir() and (data_dir / DEMO_MARKER).is_file()):
+    if not data_dir.exists() or (data_dir.is_dir() and DataDir(data_dir).demo_marker_path.is_file()):
         return None
     if holds_unedited_demo_config(data_dir):
         return None  # made by a demo of a version before the marker
@@ -238,7 +239,7 @@ def demo_dir_refusal(data_dir: Path) -> str | None:
     if len(entries) > 8:
         shown += f" and {len(entries) - 8} more"
     return (f"{data_dir} was not created by `clickledger demo` (no {DEMO_MARKER} in it) and holds "
-            f"{shown}. A demo run deletes its {', '.join(g + '/' for g in GENERATED)} and rewrites "
+            f"{shown}. A demo run deletes its {', '.join(g + '/' for g in DataDir.GENERATED_DIRS)} and rewrites "
             f"config.toml and fx_rates.csv: choose a new or empty --data directory, or pass --force "
             f"to replace them.")
 
@@ -246,8 +247,7 @@ def demo_dir_refusal(data_dir: Path) -> str | None:
 def remove_generated(data_dir: Path) -> list[str]:
     """Delete the demo's generated directories in `data_dir`; one line per removed path."""
     removed = []
-    for name in GENERATED:
-        path = data_dir / name
+    for path in DataDir(data_dir).generated_paths:
         if not path.exists():
             continue
         if path.is_dir() and not path.is_symlink():
@@ -360,13 +360,14 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     status = _run_pipeline(data_dir)
     print()
     print("Where everything is:")
-    print(f"  config         {data_dir / 'config.toml'}")
-    print(f"  fx rates       {data_dir / 'fx_rates.csv'}")
-    print(f"  event log      {data_dir / 'log'}/segment-*.ndjson (one JSON record per request)")
-    if (data_dir / "warehouse").exists():
-        print(f"  tables         {data_dir / 'warehouse'}/*.parquet and warehouse.duckdb")
-    if (data_dir / "ledger").exists():
-        print(f"  wallet ledger  {data_dir / 'ledger'}")
+    where = DataDir(data_dir)
+    print(f"  config         {where.config_path}")
+    print(f"  fx rates       {where.fx_rates_path}")
+    print(f"  event log      {where.segment_pattern} (one JSON record per request)")
+    if where.warehouse_dir.exists():
+        print(f"  tables         {where.warehouse_dir}/*.parquet and {where.WAREHOUSE_DB_FILE}")
+    if where.ledger_dir.exists():
+        print(f"  wallet ledger  {where.ledger_dir}")
     print(f"  serve it again .venv/bin/clickledger serve --data {data_dir}   (make serve for data/demo)")
     notebooks = Path("notebooks")
     if notebooks.is_dir() and any(notebooks.glob("*.py")):

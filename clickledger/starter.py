@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from string import Template
 
-from receiver.config import parse_config
+from receiver.contract.config_file import parse_config
+from receiver.contract.datadir import DataDir
 
 STARTER_CONFIG = Template("""\
 # clickledger config, written by `clickledger init` on $written.
@@ -139,7 +140,7 @@ def init_data_dir(data_dir: Path, *, demo: bool = False, force: bool = False) ->
     from clickledger.demo import mark_demo_dir, write_demo_config, write_fx_rates
 
     data_dir = Path(data_dir)
-    config_path = data_dir / "config.toml"
+    config_path = DataDir(data_dir).config_path
     if data_dir.exists() and not data_dir.is_dir():
         print(f"clickledger init: {data_dir} is not a directory", file=sys.stderr)
         return 2
@@ -165,7 +166,7 @@ def init_data_dir(data_dir: Path, *, demo: bool = False, force: bool = False) ->
         write_secret_file(config_path, starter_config_text())
         print(f"wrote {config_path}: one partner, offer, tracking link, earn product and user, each "
               f"key commented, with freshly generated api key and token (readable by you only)")
-    fx_path = data_dir / "fx_rates.csv"
+    fx_path = DataDir(data_dir).fx_rates_path
     if fx_path.exists():
         print(f"kept {fx_path}")
     elif demo:

@@ -60,7 +60,7 @@ class Warehouse:
         """The currency of the money columns: the conversions', else (no conversion yet) the data
         directory's config's `base_currency`, else the config's default."""
         conversions = self.tables.get("conversions")
-        if conversions is not None and conversions.height:
+        if conversions is not None and conversions.height and "base_currency" in conversions.columns:
             return str(conversions["base_currency"][0])
         if self.directory is not None:
             try:

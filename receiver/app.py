@@ -22,7 +22,7 @@ import falcon
 import orjson
 
 from receiver.clicks import earn_click, link_click
-from receiver.config import ConfigStore
+from receiver.config_store import ConfigStore
 from receiver.contract.datadir import DataDir
 from receiver.contract.params import (
     DIALECTS,

@@ -264,14 +264,3 @@ class SegmentWriter:
                 os.close(self._fd)
                 self._fd = None
         self._writer_lock.release()
-
-
-# re-exported until its importers move to receiver.contract
-from receiver.contract.framing import (  # noqa: E402, F401
-    SEGMENT_RE,
-    BadLine,
-    check_line,
-    iter_lines,
-    iter_log,
-    iter_segment,
-)

@@ -47,7 +47,3 @@ def parse_currency(raw: Any) -> str:
     if not _CURRENCY_RE.match(text):
         raise ParamError("invalid_currency", f"currency must be a 3-letter ISO 4217 code, got {str(raw)[:20]!r}")
     return text
-
-
-# re-exported until its importers move to receiver.contract
-from receiver.contract.params import AMOUNT, CLICK_ID, STATUS_MAP, TRANSACTION_ID  # noqa: E402, F401

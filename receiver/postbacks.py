@@ -222,7 +222,3 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         fields["currency"] = offer.currency if offer else config.base_currency
         fields["currency_source"] = "offer" if offer else "default"
     return Decision("conversion", fields, custom)
-
-
-# re-exported until its importers move to receiver.contract
-from receiver.contract.params import DIALECTS  # noqa: E402, F401

@@ -31,7 +31,7 @@ import requests
 
 from clickledger.demo import write_demo_config
 from receiver.app import ReceiverApp, Settings, create_app
-from receiver.log import iter_log
+from receiver.contract.framing import iter_log
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2024, 1, 1, 12, 0, 0, tzinfo=UTC)

@@ -11,7 +11,7 @@ import ipaddress
 import pytest
 from conftest import TEST_CONFIG, rewrite_config
 
-from receiver.config import ConfigStore
+from receiver.config_store import ConfigStore
 from receiver.contract.config import ConfigError
 from receiver.contract.config_file import parse_config
 

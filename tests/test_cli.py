@@ -39,8 +39,17 @@ from clickledger.demo import (
     write_demo_config,
 )
 from pipeline.fx import read_fx_rates
-from receiver.config import _TABLE_KEYS, _TOP_KEYS, load_config, parse_config
-from receiver.log import iter_log
+from receiver.contract.config_file import (
+    TABLE_KEYS as _TABLE_KEYS,
+)
+from receiver.contract.config_file import (
+    TOP_KEYS as _TOP_KEYS,
+)
+from receiver.contract.config_file import (
+    load_config,
+    parse_config,
+)
+from receiver.contract.framing import iter_log
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")

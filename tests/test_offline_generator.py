@@ -20,7 +20,7 @@ from clickledger.simulator.history import simulate_history
 from clickledger.simulator.offline import generate_log
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.staging import stage_segment, stage_segment_python
-from receiver.log import check_line, segment_paths
+from receiver.contract.framing import check_line, segment_paths
 
 EVENTS = 4000
 

@@ -12,7 +12,7 @@ from conftest import HASHED_KEY, HASHED_KEY_SHA256, TEST_CONFIG, rewrite_config,
 
 from clickledger.demo import DEMO_CONFIG
 from receiver.app import create_app
-from receiver.config import ConfigStore
+from receiver.config_store import ConfigStore
 from receiver.contract.config import ConfigError
 from receiver.contract.config_file import load_config, parse_config
 

@@ -20,8 +20,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from receiver.contract.framing import encode_record, iter_log, segment_paths
+from receiver.contract.timeutil import format_utc
 from receiver.indexes import Click, ClickIndex, CompactClicks, rebuild_indexes
-from receiver.log import SegmentWriter, encode_record, iter_log, segment_paths
+from receiver.log import SegmentWriter
 from receiver.snapshot import (
     BASE_NAME,
     build_sidecar,
@@ -33,7 +35,6 @@ from receiver.snapshot import (
     sidecar_path,
     write_index_file,
 )
-from receiver.timeutil import format_utc
 from tests.conftest import uuid_like
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)

@@ -26,10 +26,10 @@ from clickledger.simulator.run import main, simulate
 from clickledger.simulator.sending import Request, classify
 from clickledger.simulator.steps import DIALECT_PATHS, DIALECTS, Step
 from clickledger.simulator.summary import SimulationSummary
-from receiver import postbacks
 from receiver.app import create_app
-from receiver.config import load_config
-from receiver.log import iter_log
+from receiver.contract import params as contract_params
+from receiver.contract.config_file import load_config
+from receiver.contract.framing import iter_log
 
 CLICKS = 60
 
@@ -260,7 +260,7 @@ def test_the_offline_templates_are_the_plan_sent_in_order(tmp_path: Path) -> Non
 
 
 def test_dialect_paths_are_the_receivers_postback_routes(tmp_path: Path) -> None:
-    assert {dialect: route for route, dialect in postbacks.DIALECTS.items()} == DIALECT_PATHS
+    assert {dialect: route for route, dialect in contract_params.DIALECTS.items()} == DIALECT_PATHS
     # the plan draws from its seeded generator dialect by dialect: this order is part of every plan
     assert DIALECTS == ("network", "publisher", "peerclick", "advertiser", "earn")
     write_demo_config(tmp_path)

@@ -30,19 +30,20 @@ from clickledger.simulator.plan import load, plan_traffic
 from clickledger.simulator.summary import SimulationSummary
 from clickledger.simulator.templates import (
     CLICK_SHARE,
-    HEAD_BYTES,
     MIXES,
     compile_template,
     day_lines,
     day_values,
 )
-from receiver.log import (
-    DEFAULT_SEGMENT_BYTES,
-    SEGMENT_RE,
-    SegmentWriter,
+from receiver.contract.datadir import DataDir
+from receiver.contract.framing import (
+    CRC_PREFIX_LEN,
     iter_segment,
+    segment_name,
+    segment_number,
     segment_paths,
 )
+from receiver.log import DEFAULT_SEGMENT_BYTES, SegmentWriter
 
 FIRST_DAY = date(2024, 1, 1)  # day 0 of every generated log: output never depends on today
 TEMPLATES = 3  # distinct days of traffic; more gives more variety, costs ~1 s each to capture
@@ -97,15 +98,15 @@ def capture_day(config_dir: Path, *, clicks: int, seed: int, day: date) -> list[
     plan = plan_traffic(config, keys, clicks, seed)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="clickledger-template-") as tmp:
-        data = Path(tmp)
-        (data / "config.toml").write_bytes((config_dir / "config.toml").read_bytes())
+        data = DataDir(tmp)
+        data.config_path.write_bytes(DataDir(config_dir).config_path.read_bytes())
         # no fsync: these records are scratch, and a day costs thousands of appends
-        writer = SegmentWriter(data / "log", fsync=lambda fd: None)
-        send_day(data, plan, datetime(day.year, day.month, day.day, tzinfo=UTC),
+        writer = SegmentWriter(data.log_dir, fsync=lambda fd: None)
+        send_day(data.root, plan, datetime(day.year, day.month, day.day, tzinfo=UTC),
                  SimulationSummary("templates", seed, clicks, planned=len(plan)), threads=1,
                  deadline=math.inf, writer=writer, new_click_id=_seeded_ids(rng),
                  new_event_id=_seeded_ids(rng))
-        return [line for path in segment_paths(data / "log") for line in path.read_bytes().splitlines()]
+        return [line for path in segment_paths(data.log_dir) for line in path.read_bytes().splitlines()]
 
 
 # ---------------------------------------------------------------- writing days
@@ -132,7 +133,7 @@ def _existing(log_dir: Path) -> tuple[int, int, date | None]:
     paths = segment_paths(log_dir)
     if not paths:
         return 0, 0, None
-    number = int(SEGMENT_RE.match(paths[-1].name).group(1))
+    number = segment_number(paths[-1])
     for path in reversed(paths):
         last = None
         for record in iter_segment(path):
@@ -165,9 +166,9 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
 
     started = time.perf_counter()
     out = Path(out)
-    log_dir = out / "log"
+    log_dir = DataDir(out).log_dir
     log_dir.mkdir(parents=True, exist_ok=True)
-    if not (out / "config.toml").exists():
+    if not DataDir(out).config_path.exists():
         write_demo_config(out)
     number, last_seq, last_day = _existing(log_dir)
     if number and not append:
@@ -190,7 +191,7 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
         if fd is not None:
             fd.close()
         number += 1
-        path = log_dir / f"segment-{number:08d}.ndjson"
+        path = log_dir / segment_name(number)
         fd = path.open("xb", buffering=0)  # unbuffered: _write_lines writes straight from the lines
         summary.segments.append(path)
         size = 0
@@ -207,12 +208,12 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
         for heads, bodies in day_lines(template, day_values(template, rng, day), seq, count):
             # rotate as the receiver does: before a write, once the segment is past the limit
             n = len(bodies)
-            total = sum(map(len, bodies)) + (HEAD_BYTES + 1) * n
-            if size + total - (HEAD_BYTES + len(bodies[-1]) + 1) < segment_bytes:
+            total = sum(map(len, bodies)) + (CRC_PREFIX_LEN + 1) * n
+            if size + total - (CRC_PREFIX_LEN + len(bodies[-1]) + 1) < segment_bytes:
                 _write_lines(fd.fileno(), heads, bodies)  # type: ignore[union-attr]  # the common case
                 size += total
                 continue
-            ends = list(itertools.accumulate((HEAD_BYTES + len(body) + 1 for body in bodies),
+            ends = list(itertools.accumulate((CRC_PREFIX_LEN + len(body) + 1 for body in bodies),
                                              initial=0))  # where each line of the batch starts, then the end
             i = 0
             while i < n:  # lines i.. go to this segment while its size before them is below the limit

@@ -31,7 +31,9 @@ from clickledger.simulator.steps import (
     Step,
     Target,
 )
-from receiver.config import Config, ConfigError, Link, Product, User, load_config
+from receiver.contract.config import Config, ConfigError, Link, Product, User
+from receiver.contract.config_file import load_config
+from receiver.contract.datadir import DataDir
 
 WAVES = 4  # clicks go out in waves; a wave's postbacks follow with the next one
 # The demo partner written for each seed system; other configs get a fallback choice.
@@ -141,7 +143,7 @@ def plan_traffic(config: Config, keys: Mapping[str, str], clicks: int, seed: int
 
 def load(data_dir: Path) -> tuple[Config, dict[str, str]]:
     """The config and the partners' plaintext keys, or a SimulationError saying what is missing."""
-    path = Path(data_dir) / "config.toml"
+    path = DataDir(data_dir).config_path
     try:
         return load_config(path), plain_keys(path)
     except (ConfigError, OSError, tomllib.TOMLDecodeError) as exc:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from receiver.postbacks import DIALECTS as ROUTE_DIALECTS
+from receiver.contract.params import DIALECTS as ROUTE_DIALECTS
 
 CLICK = "\x00click\x00"  # stands for the click id of a step's click_slot until it is sent
 EARN_POSTBACK = "\x00earn-postback\x00"  # the postback_url that the earn click's redirectUrl carried

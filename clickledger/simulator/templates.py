@@ -20,7 +20,6 @@ import itertools
 import operator
 import random
 import re
-import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -29,31 +28,14 @@ from typing import Any
 
 import orjson
 
+from receiver.contract.framing import line_heads, unframe
+
 CLICK_SHARE = 0.57  # share of clicks among all events (live traffic: most clicks never convert)
 _HEAD = b'{"v":1,"seq":'
 _UUID = rb"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
 _STAMP = rb'"(?P<day>\d{4}-\d{2}-\d{2})T\d{2}:\d{2}:\d{2}\.\d{6}Z"'
 _VARIANT = bytes.maketrans(b"0123456789abcdef", b"89ab89ab89ab89ab")
 _BATCH = 128  # lines formatted and written at a time: ~150 KB, which stay in the CPU's L2 cache
-
-
-# ---------------------------------------------------------------- the log's line framing
-
-
-_CRC_OPEN = zlib.crc32(b"{")  # a line's CRC covers b"{" + the line after its crc32 member
-_CRC_MEMBER = b'{"crc32":"%08x",'  # the start of a log line, before the record's own members
-_PREFIX_LEN = len(_CRC_MEMBER % 0)
-HEAD_BYTES = _PREFIX_LEN  # every line's crc32 member is this long
-
-
-def frame_heads(bodies: list[bytes]) -> list[bytes]:
-    """The crc32 member that starts each line, for lines given without it (from `"v":1`)."""
-    return list(map(_CRC_MEMBER.__mod__, map(zlib.crc32, bodies, itertools.repeat(_CRC_OPEN))))
-
-
-def unframed(line: bytes) -> bytes:
-    """A log line's record without its crc32 member: `{"v":1,...}`."""
-    return b"{" + line[_PREFIX_LEN:]
 
 
 # ---------------------------------------------------------------- compiling templates
@@ -147,7 +129,7 @@ def compile_template(lines: list[bytes], *, click_share: float = CLICK_SHARE, se
     compiled: list[tuple[bytes, list[tuple[str, bytes]], str]] = []
 
     for line, record in zip(lines, records, strict=True):
-        body = unframed(line)
+        body = unframe(line)
         if not body.startswith(_HEAD):
             raise ValueError(f"unexpected template line {line[:60]!r}")
         rest = body[body.index(b",", len(_HEAD)):]  # from the comma after seq
@@ -264,8 +246,7 @@ def day_lines(template: Template, values: list[bytes], first_seq: int,
         end = min(count, start + _BATCH)
         bodies = list(map(operator.mod, template.fmts[start:end],
                           map(operator.call, template.getters[start:end], itertools.repeat(args))))
-        yield frame_heads(bodies), bodies
+        yield line_heads(bodies), bodies
 
 
-__all__ = ["CLICK_SHARE", "HEAD_BYTES", "MIXES", "Template", "compile_template", "day_lines", "day_values",
-           "frame_heads", "fresh_uuids", "unframed"]
+__all__ = ["CLICK_SHARE", "MIXES", "Template", "compile_template", "day_lines", "day_values", "fresh_uuids"]

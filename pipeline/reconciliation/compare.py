@@ -36,6 +36,7 @@ from pipeline.reconciliation.outcomes import KEY, OUTCOMES, outcome_rank
 from pipeline.reconciliation.result import ReconcileResult
 from pipeline.reconciliation.statement import statement_columns, statement_frame, statement_text
 from pipeline.warehouse import Warehouse, load
+from receiver.contract.datadir import DataDir
 
 DATE_BASES = ("conversion", "click")
 LATEST = date(9999, 12, 31)  # a statement row without any date converts at the latest rate
@@ -82,7 +83,7 @@ def reconcile(
         raise PipelineError(f"unknown time zone {tz!r}; use an IANA name such as UTC or Europe/Berlin") from None
     wh, data_dir = _warehouse(data)
     known = set(wh.conversions["partner_id"].drop_nulls().unique().to_list())
-    if data_dir is not None and (data_dir / "config.toml").exists():
+    if data_dir is not None and DataDir(data_dir).config_path.exists():
         from pipeline.runner import load_pipeline_config
 
         known |= set(load_pipeline_config(data_dir).partners)
@@ -94,7 +95,7 @@ def reconcile(
     start, end = _day(start, "start"), _day(end, "end")
     if start is None and end is None and theirs["date"].null_count() < theirs.height:
         start, end = theirs["date"].min(), theirs["date"].max()
-    base = wh.conversions["base_currency"][0] if wh.conversions.height else "USD"
+    base = wh.base_currency
     basis = "converted_at" if date_basis == "conversion" else "clicked_at"
     ours = wh.conversions.filter(pl.col("partner_id") == partner).with_columns(
         pl.col(basis).dt.convert_time_zone(tz).dt.date().alias("ours_day"))

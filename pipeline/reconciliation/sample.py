@@ -33,7 +33,9 @@ REFUSED_ROWS = 8  # at most this many refused postbacks (missing_ours with the r
 # enough to show several reasons, few enough to leave room in describe()'s first 20 unmatched rows
 REFUSED_AMOUNT = "10.00"  # the amount of a refused postback that sent none
 NEVER_RECEIVED_ROWS = 2  # made-up click ids nobody ever sent us: missing_ours, never_received
-NEVER_RECEIVED_AMOUNTS = (5, 80)  # their amounts, uniform in this range (USD)
+NEVER_RECEIVED_AMOUNTS = (5, 80)  # their amounts, uniform in this range (in the base currency)
+# a changed currency is the first of these that is not the row's own: two, so one always differs
+SWAPPED_CURRENCIES = ("EUR", "USD")
 STATEMENT_SCHEMA = {"click_id": pl.String, "transaction_id": pl.String, "status": pl.String, "amount": pl.String,
                     "currency": pl.String, "date": pl.String}
 
@@ -78,13 +80,14 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
     if end is not None:
         conversions = conversions.filter(pl.col("date") <= end)
     statement = _SampleRows()
+    base = wh.base_currency
     for r in conversions.sort("seq").iter_rows(named=True):
         _add_with_a_difference(statement, r, rng)
-    _add_refused(statement, wh, partner, start, end)
+    _add_refused(statement, wh, partner, start, end, base)
     last_day = end or (conversions["date"].max() if conversions.height else date.today())
     for _ in range(NEVER_RECEIVED_ROWS):
         click_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
-        statement.add(click_id, click_id, "approved", f"{rng.uniform(*NEVER_RECEIVED_AMOUNTS):.2f}", "USD", last_day)
+        statement.add(click_id, click_id, "approved", f"{rng.uniform(*NEVER_RECEIVED_AMOUNTS):.2f}", base, last_day)
     return statement.frame()
 
 
@@ -99,13 +102,13 @@ def _add_with_a_difference(statement: _SampleRows, conversion: dict[str, Any], r
     elif roll < STATUS_FLIPPED_BELOW:
         status = STATUS_FLIPS[status]
     elif roll < CURRENCY_CHANGED_BELOW:
-        currency = "EUR" if currency != "EUR" else "USD"
+        currency = next(c for c in SWAPPED_CURRENCIES if c != currency)
     statement.add(conversion["click_id"], conversion["transaction_id"], status, str(max(amount, 0)), currency,
                   conversion["date"])
 
 
 def _add_refused(statement: _SampleRows, wh: Warehouse, partner: str, start: date | None,
-                 end: date | None) -> None:
+                 end: date | None, base: str) -> None:
     """Up to REFUSED_ROWS of the partner's billed refusals in [start, end], in log order; not a key
     the partner has a conversion of (even one dropped above or outside the period)."""
     recorded = {(c.strip(), t.strip()) for c, t in wh.conversions.filter(pl.col("partner_id") == partner)
@@ -124,4 +127,4 @@ def _add_refused(statement: _SampleRows, wh: Warehouse, partner: str, start: dat
         transaction_id = r["transaction_id"] or r["click_id"]
         if (r["click_id"].strip(), transaction_id.strip()) not in recorded:
             statement.add(r["click_id"], transaction_id, "approved", str(r["amount"] or REFUSED_AMOUNT),
-                          r["currency"] or "USD", r["received_at"].date())
+                          r["currency"] or base, r["received_at"].date())

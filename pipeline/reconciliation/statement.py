@@ -19,7 +19,7 @@ import polars as pl
 from pipeline.errors import StatementError
 from pipeline.money import MONEY
 from pipeline.reconciliation.outcomes import KEY
-from receiver.params import AMOUNT, CLICK_ID, STATUS_MAP, TRANSACTION_ID
+from receiver.contract.params import AMOUNT, CLICK_ID, STATUS_MAP, TRANSACTION_ID
 
 DEFAULT_COLUMNS = {"click_id": "click_id", "transaction_id": "transaction_id", "status": "status",
                    "amount": "amount", "currency": "currency", "date": "date"}

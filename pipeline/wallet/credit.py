@@ -31,7 +31,8 @@ import polars as pl
 
 from pipeline.money import cents
 from pipeline.wallet.ledger import append_entries, entry_id, ledger_lock, ledger_path, read_ledger
-from receiver.timeutil import format_utc
+from receiver.contract.config import DEFAULT_CURRENCY
+from receiver.contract.timeutil import format_utc
 
 
 @dataclass
@@ -45,7 +46,7 @@ class CreditReport:
     skipped: list[dict[str, Any]] = field(default_factory=list)  # counted, but their click was credited
     existing: int = 0
     repaired_torn_line: bool = False
-    currency: str = "USD"
+    currency: str = DEFAULT_CURRENCY  # the base currency of the credited amounts
 
     @property
     def credits(self) -> int:

@@ -10,7 +10,6 @@ error. Appends are fsync'd, and ledger_lock keeps two writers from appending at 
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import logging
 import os
@@ -21,18 +20,20 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import LedgerError
-from receiver.log import BadLine, encode_record, iter_lines
+from receiver.contract.datadir import DataDir
+from receiver.contract.files import fsync_directory, try_lock
+from receiver.contract.framing import BadLine, encode_record, iter_lines
 
 log = logging.getLogger("clickledger.pipeline")
 
-LEDGER_DIR = "ledger"
-LEDGER_FILE = "wallet_credits.ndjson"
+LEDGER_DIR = DataDir.LEDGER_DIR
+LEDGER_FILE = DataDir.LEDGER_FILE
 ENTRY_FIELDS = ("entry_id", "batch_id", "credited_at", "kind", "user_id", "click_id", "transaction_id",
                 "amount", "currency", "event_id", "seq")
 
 
 def ledger_path(data_dir: Path) -> Path:
-    return Path(data_dir) / LEDGER_DIR / LEDGER_FILE
+    return DataDir(data_dir).ledger_path
 
 
 def entry_id(kind: str, click_id: str, transaction_id: str) -> str:
@@ -74,15 +75,11 @@ def read_ledger(path: Path) -> Ledger:
 def ledger_lock(directory: Path) -> Iterator[None]:
     """Hold DIRECTORY/.credit.lock: one credit job at a time appends to the ledger."""
     directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / ".credit.lock", os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise LedgerError(f"another credit job is running on {directory}; wait for it to finish") from None
+    lock = try_lock(directory / ".credit.lock")
+    if lock is None:
+        raise LedgerError(f"another credit job is running on {directory}; wait for it to finish")
+    with lock:
         yield
-    finally:
-        os.close(fd)
 
 
 def append_entries(path: Path, ledger: Ledger, entries: list[dict[str, Any]]) -> None:
@@ -100,13 +97,4 @@ def append_entries(path: Path, ledger: Ledger, entries: list[dict[str, Any]]) ->
     finally:
         os.close(fd)
     if created:
-        _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new name in `directory` (a created file) survive a crash."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        fsync_directory(path.parent)

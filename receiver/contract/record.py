@@ -27,7 +27,7 @@ TEXT = "string"
 INT = "int"
 BOOL = "bool"
 DECIMAL = "decimal string"  # an exact decimal, at most 8 places: "12.50"
-UTC_TIME = "UTC time string"  # YYYY-MM-DDTHH:MM:SS.ffffffZ (receiver.timeutil.format_utc)
+UTC_TIME = "UTC time string"  # YYYY-MM-DDTHH:MM:SS.ffffffZ (receiver.contract.timeutil.format_utc)
 OBJECT = "object"
 TYPES = (TEXT, INT, BOOL, DECIMAL, UTC_TIME, OBJECT)
 

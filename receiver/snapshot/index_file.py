@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from receiver.contract.files import fsync_directory
 from receiver.indexes import BUCKETS, KEY_BYTES, ROW_BYTES, Combo
 from receiver.snapshot.identity import SegmentId
 
@@ -90,16 +91,8 @@ def write_index_file(path: Path, data: IndexData) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    _fsync_directory(path.parent)
+    fsync_directory(path.parent)
 
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a new name in `directory` (a rename, a created file) survive a crash."""
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read_index_file(path: Path) -> IndexData | None:

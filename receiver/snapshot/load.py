@@ -18,8 +18,9 @@ from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
 
+from receiver.contract.datadir import DataDir
+from receiver.contract.framing import segment_paths
 from receiver.indexes import Click, ClickIndex, CompactClicks, ConversionIndex, from_micros
-from receiver.log import segment_paths
 from receiver.snapshot.identity import SegmentId, segment_id
 from receiver.snapshot.index_file import IndexData, read_index_file, write_index_file
 from receiver.snapshot.merge import merge
@@ -34,7 +35,7 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 def index_dir_for(log_dir: Path) -> Path:
     """DATA/index next to DATA/log: outside the log, so nothing that reads segment-*.ndjson sees it."""
-    return Path(log_dir).parent / "index"
+    return DataDir(Path(log_dir).parent).index_dir
 
 
 def to_indexes(data: IndexData) -> tuple[ClickIndex, ConversionIndex]:

@@ -13,11 +13,11 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from receiver.contract.framing import BadLine, iter_lines
+from receiver.contract.timeutil import parse_utc
 from receiver.indexes import NEVER, ROW, Combo, to_micros, uuid_key
-from receiver.log import BadLine, iter_lines
 from receiver.snapshot.identity import segment_id
 from receiver.snapshot.index_file import IndexData, write_index_file
-from receiver.timeutil import parse_utc
 
 log = logging.getLogger("clickledger.snapshot")
 

@@ -51,11 +51,3 @@ class ConfigStore:
                         self.error = str(exc)
                     self._stamp = stamp
         return self._config
-
-
-# re-exported until its importers move to receiver.contract
-from receiver.contract.addresses import parse_address  # noqa: E402, F401
-from receiver.contract.config import Link, Product, User  # noqa: E402, F401
-from receiver.contract.config_file import TABLE_KEYS as _TABLE_KEYS  # noqa: E402, F401
-from receiver.contract.config_file import TOP_KEYS as _TOP_KEYS  # noqa: E402, F401
-from receiver.contract.config_file import parse_config  # noqa: E402, F401
