@@ -50,8 +50,8 @@ from receiver.contract.config_file import (
     parse_config,
 )
 from receiver.contract.framing import iter_log
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text(encoding="utf-8")
 DEMO_SECRETS = [p["api_key"] for p in tomllib.loads(DEMO_CONFIG.format(public_url="http://x.example"))["partners"]
                 if "api_key" in p] + [u["token"] for u in tomllib.loads(
@@ -157,6 +157,7 @@ def test_init_demo_writes_the_published_network_on_purpose(tmp_path: Path) -> No
 def test_serve_on_the_initialised_directory(tmp_path: Path) -> None:
     assert main(["init", "--data", str(tmp_path)]) == 0
     port = free_port()
+    # not clickledger.demo.start_receiver: `serve` as a user types it, its stderr read as text below
     proc = subprocess.Popen([sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path),
                              "--port", str(port)], cwd=REPO, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True)

@@ -6,14 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from contract_traffic import FX_RATES, send_every_kind
-
 from pipeline.notebook_support import warehouse_or_hint
 from pipeline.runner import run
 from pipeline.story import log_requests
 from receiver.app import Settings
 from receiver.contract.datadir import DataDir
 from receiver.contract.framing import segment_paths
+from tests.support.traffic import FX_RATES, send_every_kind
 
 
 def test_every_path_of_a_data_directory(tmp_path: Path) -> None:

@@ -8,9 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from conftest import TEST_CONFIG
-from contract_traffic import FX_RATES, send_every_kind
-from pipeline_helpers import LogBuilder, cid, conversions_from_records, fx_frame
 
 from pipeline import staging
 from pipeline.runner import derive, run
@@ -18,6 +15,9 @@ from pipeline.schemas import polars_schema
 from pipeline.warehouse import Warehouse, load
 from receiver.contract.config_file import parse_config
 from receiver.contract.datadir import DataDir
+from tests.support.log_builder import LogBuilder, cid, conversions_from_records, fx_frame
+from tests.support.network import TEST_CONFIG
+from tests.support.traffic import FX_RATES, send_every_kind
 
 EUR_CONFIG = TEST_CONFIG.replace('base_currency = "USD"', 'base_currency = "EUR"')
 

@@ -5,13 +5,11 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import orjson
 import polars as pl
 import pytest
-from contract_traffic import send_every_kind
 
 from pipeline import staging, story
 from pipeline.money import MONEY
@@ -19,8 +17,9 @@ from receiver.contract import record
 from receiver.contract.framing import iter_log
 from receiver.contract.record_doc import BLOCKS, render_doc, render_table
 from receiver.contract.timeutil import parse_utc
+from tests.support.paths import REPO
+from tests.support.traffic import send_every_kind
 
-REPO = Path(__file__).resolve().parents[1]
 DECIMAL_RE = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,8})?")
 UTC_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import orjson
-from contract_traffic import FX_RATES, send_every_kind
 
 from pipeline.runner import credit, derive
+from tests.support.traffic import FX_RATES, send_every_kind
 
 ADDED_COLUMNS = {"postbacks": ["client_ip", "signature_present"]}  # new with the contract
 

@@ -5,10 +5,9 @@ from __future__ import annotations
 import shutil
 from types import SimpleNamespace
 
-from pipeline_helpers import LogBuilder, cid, make_data_dir
-
 import pipeline
 from pipeline.notebook_support import default_data_dir, load_or_explain, mark_difference
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
 
 
 def test_the_data_directory_comes_from_the_environment_outside_marimo(monkeypatch):

@@ -42,8 +42,9 @@ import pytest
 from clickledger.cli import build_parser
 from clickledger.demo import free_port
 from pipeline.reconciliation import csv_safe_bytes, read_statement, sample_statement
+from tests.support.notebooks import run_notebook
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ("overview", "reconciliation", "troubleshooting")
 DEMO = build_parser().parse_args(["demo"])  # `clickledger demo`'s defaults: the size of `make demo`
 PARTNERS = ("acme", "clickwall", "moustache", "peerclick", "taskwall")  # the demo's, acme first (the default)
@@ -55,7 +56,7 @@ TITLES = {"overview": "Overview", "reconciliation": "Reconciliation", "troublesh
 SHOWN_IN_JUPYTER = {"overview": "Top partners by issues", "reconciliation": "Download the outcome",
                     "troubleshooting": "Postbacks sent to a wrong URL"}
 CHROMIUM = "/usr/bin/chromium"
-SCREENSHOTS = ROOT / "docs" / "screenshots"
+SCREENSHOTS = REPO / "docs" / "screenshots"
 SAVE_SCREENSHOTS = "CLICKLEDGER_SAVE_SCREENSHOTS"  # =1: a clean run replaces docs/screenshots/NAME.png
 # marimo reports these on its error channel, but they are a notebook's explained empty states
 NOT_ERRORS = {"ancestor-stopped", "interruption"}
@@ -65,7 +66,7 @@ NOT_ERRORS = {"ancestor-stopped", "interruption"}
 def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     data = tmp_path_factory.mktemp("notebook-demo") / "data" / "demo"
     done = subprocess.run([sys.executable, "-m", "clickledger.cli", "demo", "--data", str(data)],
-                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert (data / "warehouse" / "conversions.parquet").exists()
     return data
@@ -77,48 +78,13 @@ def test_the_demo_has_the_partners_the_tests_open(demo_data: Path) -> None:
     assert tuple(sorted(pipeline.load(demo_data).conversions["partner_id"].unique())) == PARTNERS
 
 
-@contextlib.contextmanager
-def notebook_env(data: Path, argv: list[str]) -> Iterator[None]:
-    """CLICKLEDGER_DATA and the command line a notebook's mo.cli_args() reads in script mode."""
-    old_env, old_argv = os.environ.get("CLICKLEDGER_DATA"), sys.argv
-    os.environ["CLICKLEDGER_DATA"] = str(data)
-    sys.argv = [sys.argv[0], "--", *argv]
-    try:
-        yield
-    finally:
-        sys.argv = old_argv
-        if old_env is None:
-            os.environ.pop("CLICKLEDGER_DATA", None)
-        else:
-            os.environ["CLICKLEDGER_DATA"] = old_env
-
-
-def load_notebook(name: str) -> Any:
-    spec = importlib.util.spec_from_file_location(f"notebook_{name}", ROOT / "notebooks" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
-def run_notebook(name: str, data: Path, *argv: str, defs: dict[str, Any] | None = None
-                 ) -> tuple[str, dict[str, Any]]:
-    """Run a notebook in-process as `python notebooks/NAME.py -- ARGV` does, with UI defaults.
-
-    Returns the text of its outputs (HTML, unescaped enough to search) and its definitions.
-    """
-    module = load_notebook(name)
-    with notebook_env(data, list(argv)):
-        outputs, found = module.app.run(defs=defs)
-    return "\n".join(getattr(o, "text", "") or "" for o in outputs if o is not None), dict(found)
-
-
 # ---------------------------------------------------------------- as plain scripts
 
 
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_each_notebook_runs_as_a_plain_script(name: str, demo_data: Path) -> None:
     done = subprocess.run([sys.executable, f"notebooks/{name}.py", "--", "--data", str(demo_data)],
-                          capture_output=True, text=True, timeout=180, cwd=ROOT)
+                          capture_output=True, text=True, timeout=180, cwd=REPO)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
 
@@ -328,7 +294,7 @@ def test_reconciliation_explains_an_unreadable_statement(demo_data: Path, tmp_pa
 
 def export_ipynb(name: str, target: Path) -> Path:
     export = subprocess.run([sys.executable, "-m", "marimo", "export", "ipynb", f"notebooks/{name}.py",
-                             "-o", str(target), "-f"], capture_output=True, text=True, timeout=120, cwd=ROOT)
+                             "-o", str(target), "-f"], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert export.returncode == 0, export.stderr[-2000:]
     return target
 
@@ -478,7 +444,7 @@ def test_each_notebook_renders_in_a_browser_without_errors(name: str, partner: s
     home = demo_data.parent.parent  # so the notebook shows `data/demo`, as on a user's machine
     with open(log, "w") as out:
         server = subprocess.Popen(
-            [sys.executable, "-m", "marimo", "run", str(ROOT / "notebooks" / f"{name}.py"), "--headless",
+            [sys.executable, "-m", "marimo", "run", str(REPO / "notebooks" / f"{name}.py"), "--headless",
              "--host", "127.0.0.1", "--port", str(port), "--no-token", "--", "--data", "data/demo",
              "--partner", partner],
             stdout=out, stderr=subprocess.STDOUT, cwd=home)
@@ -555,7 +521,7 @@ def test_each_notebook_renders_in_a_browser_without_errors(name: str, partner: s
 
 def test_notebook_command_names_the_notebooks() -> None:
     done = subprocess.run([sys.executable, "-m", "clickledger.cli", "notebook", "no-such-notebook"],
-                          capture_output=True, text=True, timeout=60, cwd=ROOT)
+                          capture_output=True, text=True, timeout=60, cwd=REPO)
     assert done.returncode == 2
     assert "overview, reconciliation, troubleshooting" in done.stderr
     assert shutil.which("marimo", path=str(Path(sys.executable).parent))

@@ -15,14 +15,14 @@ from pathlib import Path
 import falcon.testing
 import polars as pl
 import pytest
-from pipeline_helpers import FX_CSV, LogBuilder, cid, make_data_dir
 
 import pipeline
 from clickledger.cli import main
 from pipeline.errors import CorruptLogError, WarehouseNotFoundError
 from receiver.app import create_app
+from tests.support.log_builder import FX_CSV, LogBuilder, cid, make_data_dir
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 START = datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
 
 

@@ -7,10 +7,10 @@ from decimal import Decimal as D
 
 import polars as pl
 import pytest
-from pipeline_helpers import T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.errors import PipelineConsistencyError
+from tests.support.log_builder import T0, LogBuilder, cid, make_data_dir
 
 
 def derive(tmp_path, builder: LogBuilder, **kwargs):

@@ -9,11 +9,11 @@ from pathlib import Path
 import polars as pl
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import LogBuilder, cid, conversions_from_records
 
 from pipeline.conversions import STATUS_RANK
 from pipeline.nearest import levenshtein
 from pipeline.wallet import credit_batch, ledger_path, read_ledger
+from tests.support.log_builder import LogBuilder, cid, conversions_from_records
 
 RAW_STATUSES = ["approved", "confirmed", "pending", "hold", "rejected", "reversed", "weird", None]
 PROFILE = settings(max_examples=25, deadline=None)

@@ -11,7 +11,6 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pipeline_helpers import OFFERS, T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from clickledger.cli import main
@@ -26,6 +25,7 @@ from pipeline.reconciliation import (
 )
 from pipeline.reconciliation import sample as sample_module
 from pipeline.warehouse import Warehouse
+from tests.support.log_builder import OFFERS, T0, LogBuilder, cid, make_data_dir
 
 STATEMENT = """click_id,transaction_id,status,amount,currency
 {c1},,approved,100.004,USD

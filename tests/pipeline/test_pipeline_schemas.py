@@ -7,11 +7,11 @@ from decimal import Decimal as D
 
 import polars as pl
 import pytest
-from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline import schemas
 from pipeline.errors import SchemaValidationError
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
 
 
 @pytest.fixture(scope="module")

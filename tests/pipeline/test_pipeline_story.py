@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import polars as pl
-from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.issues import AUTH_REASONS, COUNTING_REASONS, DETAILS, ERROR_REASONS, fix_guide
 from pipeline.story import click_story, find_clicks
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
 
 
 def test_every_issue_reason_has_a_fix_for_the_partner():

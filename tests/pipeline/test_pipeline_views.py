@@ -6,10 +6,10 @@ from datetime import timedelta
 from decimal import Decimal as D
 
 import pytest
-from pipeline_helpers import T0, LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline import views
+from tests.support.log_builder import T0, LogBuilder, cid, make_data_dir
 
 
 @pytest.fixture

@@ -8,11 +8,11 @@ from decimal import Decimal as D
 import orjson
 import polars as pl
 import pytest
-from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.errors import LedgerError
 from pipeline.wallet import entry_id, ledger_path, read_ledger
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
 
 NOW = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)
 

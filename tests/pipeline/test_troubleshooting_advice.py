@@ -13,9 +13,6 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from conftest import uuid_like
-from pipeline_helpers import LogBuilder, cid, make_data_dir
-from test_notebooks import run_notebook
 
 import pipeline
 from pipeline.issues import (
@@ -31,6 +28,9 @@ from pipeline.issues import (
 )
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.params import click_id_shape
+from tests.support.ids import uuid_like
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
+from tests.support.notebooks import run_notebook
 
 GUIDE = {row["reason"]: row for row in fix_guide().iter_rows(named=True)}
 

@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 LINT_IMPORTS = Path(sys.executable).with_name("lint-imports")
 PACKAGES = ("receiver", "pipeline", "clickledger")
 

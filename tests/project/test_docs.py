@@ -16,12 +16,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import free_port
 
 from clickledger.cli import build_parser
+from clickledger.demo import free_port
+from tests.support.paths import REPO
 
-ROOT = Path(__file__).resolve().parent.parent
-README = ROOT / "README.md"
+README = REPO / "README.md"
 MAX_README_LINES = 250
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
@@ -50,9 +50,9 @@ def test_readme_starts_with_the_two_commands() -> None:
 
 
 @pytest.mark.parametrize("page", ["README.md", "data/README.md", *sorted(
-    str(p.relative_to(ROOT)) for p in (ROOT / "docs").glob("*.md"))])
+    str(p.relative_to(REPO)) for p in (REPO / "docs").glob("*.md"))])
 def test_relative_links_resolve(page: str) -> None:
-    path = ROOT / page
+    path = REPO / page
     dead = [target for target in LINK.findall(path.read_text(encoding="utf-8"))
             if "://" not in target and not target.startswith("mailto:")
             and not (path.parent / target).exists()]
@@ -91,7 +91,7 @@ def test_readme_walkthrough_runs_as_shown(tmp_path: Path) -> None:
     # the receiver's own start-up lines would interleave with the outputs compared below
     script = re.sub(r"^(.*clickledger serve .*?)\s*&$", r"\1 >/dev/null 2>&1 &", script, flags=re.M)
     assert "/dev/null 2>&1 &" in script, "the walkthrough no longer starts the receiver in the background"
-    done = subprocess.run(["bash", "-ec", f"trap 'kill %1 2>/dev/null || true' EXIT\n{script}"], cwd=ROOT,
+    done = subprocess.run(["bash", "-ec", f"trap 'kill %1 2>/dev/null || true' EXIT\n{script}"], cwd=REPO,
                           capture_output=True, text=True, timeout=120, env={**os.environ, "NO_COLOR": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     printed = normalise(done.stdout, data_dir, port)

@@ -1,7 +1,7 @@
 """Postback authentication in config.toml: allowed_ips, trusted_proxies, signing_secret(_env).
 
 Also the client address rule (REMOTE_ADDR, or X-Forwarded-For only behind a trusted
-proxy). AUTH_CONFIG is the network the other test_auth_* modules use.
+proxy). AUTH_CONFIG (tests/support/network.py) is the network the other test_auth_* modules use.
 """
 
 from __future__ import annotations
@@ -9,98 +9,11 @@ from __future__ import annotations
 import ipaddress
 
 import pytest
-from conftest import TEST_CONFIG, rewrite_config
 
 from receiver.config_store import ConfigStore
 from receiver.contract.config import ConfigError
 from receiver.contract.config_file import parse_config
-
-SIGNING_SECRET = "whsec-signer-0123456789abcdef"
-OPEN_SECRET = "whsec-open-signer-0123456789"
-
-# The test network plus partners that fence and sign their postbacks. trusted_proxies is a
-# top-level key, so it goes above the first table.
-AUTH_CONFIG = (
-    'trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]\n'
-    + TEST_CONFIG
-    + f"""
-[[partners]]
-id = "fenced"
-api_key = "key-fenced"
-allowed_ips = ["203.0.113.0/24", "198.51.100.7", "2001:db8::/32"]
-
-[[partners]]
-id = "signer"
-api_key = "key-signer"
-signing_secret = "{SIGNING_SECRET}"
-
-[[partners]]
-id = "fortress"
-api_key = "key-fortress"
-allowed_ips = ["203.0.113.0/24"]
-signing_secret = "{SIGNING_SECRET}"
-
-[[partners]]
-id = "open-fenced"
-postback_auth = "none"
-allowed_ips = ["203.0.113.0/24"]
-
-[[partners]]
-id = "open-signer"
-postback_auth = "none"
-signing_secret = "{OPEN_SECRET}"
-
-[[offers]]
-id = "fenced-offer"
-partner = "fenced"
-url = "https://fenced.example/"
-
-[[offers]]
-id = "signer-offer"
-partner = "signer"
-url = "https://signer.example/"
-
-[[offers]]
-id = "fortress-offer"
-partner = "fortress"
-url = "https://fortress.example/"
-
-[[offers]]
-id = "open-fenced-offer"
-partner = "open-fenced"
-url = "https://open-fenced.example/"
-
-[[offers]]
-id = "open-signer-offer"
-partner = "open-signer"
-url = "https://open-signer.example/"
-
-[[links]]
-slug = "fenced-1"
-offer = "fenced-offer"
-affiliate = "aff1"
-
-[[links]]
-slug = "signer-1"
-offer = "signer-offer"
-affiliate = "aff1"
-
-[[links]]
-slug = "fortress-1"
-offer = "fortress-offer"
-affiliate = "aff1"
-
-[[links]]
-slug = "open-fenced-1"
-offer = "open-fenced-offer"
-affiliate = "aff1"
-
-[[links]]
-slug = "open-signer-1"
-offer = "open-signer-offer"
-affiliate = "aff1"
-"""
-)
+from tests.support.network import AUTH_CONFIG, SIGNING_SECRET, TEST_CONFIG, rewrite_config
 
 FENCED = """\
 [[partners]]

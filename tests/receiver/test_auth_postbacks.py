@@ -15,10 +15,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import Harness
-from test_auth_config import AUTH_CONFIG, OPEN_SECRET, SIGNING_SECRET
 
 from receiver.postbacks import SIGNATURE_WINDOW_SECONDS, sign, signing_message
+from tests.support.harness import Harness
+from tests.support.network import AUTH_CONFIG, OPEN_SECRET, SIGNING_SECRET
+from tests.support.paths import REPO
 
 ALLOWED = "203.0.113.5"
 OUTSIDER = "192.0.2.1"
@@ -347,7 +348,7 @@ def test_malformed_body_refusal_still_logs_the_client_address(auth: Harness) -> 
 
 def test_readme_python_example_matches_the_receiver() -> None:
     """The documented sender code (docs/endpoints.md), run as written, produces the receiver's signature."""
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "endpoints.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "endpoints.md").read_text(encoding="utf-8")
     start = readme.index("```python\nimport hashlib, hmac, time")
     example = readme[start + len("```python\n") : readme.index("```", start + 10)]
     code = example[: example.index("\nquery = ")]  # the function, not the request it then sends

@@ -18,10 +18,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import LiveServer, read_log, rewrite_config, start_live_server, stop_live_server
-from test_auth_config import AUTH_CONFIG, SIGNING_SECRET
 
 from receiver.postbacks import sign, signing_message
+from tests.support.harness import read_log
+from tests.support.live_server import LiveServer, start_live_server, stop_live_server
+from tests.support.network import AUTH_CONFIG, SIGNING_SECRET, rewrite_config
+from tests.support.paths import REPO
 
 pytestmark = pytest.mark.server
 
@@ -173,7 +175,7 @@ def test_readme_openssl_recipe_signs_like_the_receiver(server: LiveServer) -> No
         text=True,
         check=True,
     ).stdout.strip()
-    readme = (Path(__file__).resolve().parents[1] / "docs" / "endpoints.md").read_text(encoding="utf-8")
+    readme = (REPO / "docs" / "endpoints.md").read_text(encoding="utf-8")
     assert f"SIG=$({script})" in readme  # the very command docs/endpoints.md shows
     resp, _ = exchange(
         server,

@@ -8,7 +8,9 @@ from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlsplit
 
 import pytest
-from conftest import START, uuid_like
+
+from tests.support.clock import START
+from tests.support.ids import uuid_like
 
 EARN = "/api/v1/earn/products/{}/click"
 

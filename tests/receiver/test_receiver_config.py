@@ -8,13 +8,14 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from conftest import HASHED_KEY, HASHED_KEY_SHA256, TEST_CONFIG, rewrite_config, start_live_server
 
 from clickledger.demo import DEMO_CONFIG
 from receiver.app import create_app
 from receiver.config_store import ConfigStore
 from receiver.contract.config import ConfigError
 from receiver.contract.config_file import load_config, parse_config
+from tests.support.live_server import start_live_server
+from tests.support.network import HASHED_KEY, HASHED_KEY_SHA256, TEST_CONFIG, rewrite_config
 
 BASE = """\
 base_currency = "USD"

@@ -35,7 +35,7 @@ from receiver.snapshot import (
     sidecar_path,
     write_index_file,
 )
-from tests.conftest import uuid_like
+from tests.support.ids import uuid_like
 
 T0 = datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC)
 

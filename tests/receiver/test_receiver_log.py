@@ -15,7 +15,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import uuid_like
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,6 +28,7 @@ from receiver.contract.framing import (
     segment_paths,
 )
 from receiver.log import LogLockedError, LogWriteError, SegmentWriter
+from tests.support.ids import uuid_like
 
 # ---------------------------------------------------------------- line format
 

@@ -13,9 +13,10 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from conftest import TEST_CONFIG, uuid_like
 
 from receiver.app import Settings
+from tests.support.ids import uuid_like
+from tests.support.network import TEST_CONFIG
 
 RECORDED = {"ok": True, "result": "recorded"}
 DUPLICATE = {"ok": True, "result": "duplicate"}

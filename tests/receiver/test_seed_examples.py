@@ -20,7 +20,9 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import requests
-from conftest import LiveServer, rewrite_config, start_live_server, stop_live_server
+
+from tests.support.live_server import LiveServer, start_live_server, stop_live_server
+from tests.support.network import rewrite_config
 
 pytestmark = pytest.mark.server
 

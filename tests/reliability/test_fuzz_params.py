@@ -17,10 +17,8 @@ from urllib.parse import quote, urlsplit
 
 import orjson
 import pytest
-from conftest import Harness, uuid_like
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
-from test_auth_config import AUTH_CONFIG
 
 from receiver.clicks import (
     _STAND_INS,
@@ -46,6 +44,9 @@ from receiver.contract.params import (
 )
 from receiver.errors import Refusal
 from receiver.params import parse_amount, parse_currency
+from tests.support.harness import Harness
+from tests.support.ids import uuid_like
+from tests.support.network import AUTH_CONFIG
 
 FUZZ = settings(
     max_examples=150, deadline=None, database=None, suppress_health_check=list(HealthCheck)

@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 
 import pytest
-from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
 from clickledger.cli import main
 from pipeline.errors import CorruptLogError
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
 
 
 def three_segments() -> LogBuilder:

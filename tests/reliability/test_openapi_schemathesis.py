@@ -15,10 +15,11 @@ from typing import Any
 import pytest
 import requests
 import schemathesis
-from conftest import LiveServer, start_live_server, stop_live_server
 from hypothesis import HealthCheck, given, settings
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode, checks
+
+from tests.support.live_server import LiveServer, start_live_server, stop_live_server
 
 pytestmark = pytest.mark.server
 

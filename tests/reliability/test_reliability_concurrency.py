@@ -19,9 +19,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import LiveServer, start_live_server, stop_live_server
 
 from receiver.contract.framing import BadLine, iter_log
+from tests.support.live_server import LiveServer, start_live_server, stop_live_server
 
 pytestmark = pytest.mark.server
 

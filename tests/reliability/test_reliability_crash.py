@@ -29,9 +29,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from conftest import start_live_server, stop_live_server
 
 from receiver.contract.framing import BadLine, encode_record, iter_log, iter_segment, segment_paths
+from tests.support.live_server import start_live_server, stop_live_server
 
 pytestmark = pytest.mark.server
 

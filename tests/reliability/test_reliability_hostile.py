@@ -36,10 +36,11 @@ from urllib.parse import parse_qs, quote, urlencode, urlsplit
 import orjson
 import pytest
 import requests
-from conftest import Harness, LiveServer, start_live_server, stop_live_server
 
 from receiver.app import MAX_BODY_BYTES, MAX_LOGGED_BODY_BYTES
 from receiver.contract.framing import BadLine, check_line, iter_log, segment_paths
+from tests.support.harness import Harness
+from tests.support.live_server import LiveServer, start_live_server, stop_live_server
 
 HOSTILE_VALUES = {
     "cr": "a\rb",

@@ -26,7 +26,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from conftest import TEST_CONFIG
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -40,6 +39,7 @@ from receiver.contract.framing import (
     segment_paths,
 )
 from receiver.log import LogWriteError, SegmentWriter
+from tests.support.network import TEST_CONFIG
 
 # ---------------------------------------------------------------- helpers
 

@@ -8,7 +8,6 @@ clients; every request carries a nonce so the test can find its record.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import threading
@@ -20,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from clickledger.demo import free_port, wait_healthy, write_demo_config
+from clickledger.demo import free_port, stop_receiver, wait_healthy, write_demo_config
 from receiver.contract.framing import iter_log
 
 CLIENTS = 48
@@ -39,6 +38,7 @@ def test_a_burst_beyond_capacity_is_shed_with_logged_503s(tmp_path: Path) -> Non
     write_demo_config(tmp_path)
     port = free_port()
     url = f"http://127.0.0.1:{port}"
+    # its own command line, not clickledger.demo.start_receiver: the point is a small --max-queue
     proc = subprocess.Popen(
         [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path), "--port", str(port),
          "--threads", "2", "--max-queue", "4"],
@@ -78,12 +78,7 @@ def test_a_burst_beyond_capacity_is_shed_with_logged_503s(tmp_path: Path) -> Non
         for t in threads:
             t.join(timeout=40)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_receiver(proc)
     print(f"\noverload: answers {dict(answers)}, dropped {len(failures)}, peak RSS {peak_rss:.0f} MB")
     assert failures == []  # never accepted then dropped
     assert set(answers) <= {404, 503}  # click_not_found, or shed

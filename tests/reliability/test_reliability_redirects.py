@@ -15,11 +15,11 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit
 
 import pytest
-from conftest import Harness
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.contract.framing import check_line, segment_paths
+from tests.support.harness import Harness
 
 TASK_URL = "https://advertiser.example/offer"  # product p1 of the test config
 

@@ -1,8 +1,9 @@
-"""Shared helpers of the pipeline tests: hand-written logs in the exact shape of docs/log-format.md.
+"""Hand-written logs in the exact shape of docs/log-format.md, for the pipeline's tests.
 
 `LogBuilder` makes click, postback and unrouted records as the receiver writes them
-(fields filled from the click the way receiver.postbacks does), and writes them with
-receiver.log.encode_record into DATA/log/segment-NNNNNNNN.ndjson.
+(fields filled from the click the way receiver.postbacks does, offers as the demo network
+configures them), and writes them with receiver.contract.framing.encode_record into
+DATA/log/segment-NNNNNNNN.ndjson.
 """
 
 from __future__ import annotations
@@ -12,16 +13,26 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from clickledger.demo import write_demo_config
+from clickledger.demo import DEMO_CONFIG, write_demo_config
+from receiver.contract.config import Config
+from receiver.contract.config_file import parse_config
 from receiver.contract.framing import encode_record
-from receiver.contract.params import normalise_status
+from receiver.contract.params import DIALECTS, normalise_status
 from receiver.contract.timeutil import format_utc
 
 T0 = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 
 FX_CSV = "date,currency,rate\n2024-04-01,EUR,1.1\n2024-05-01,EUR,1.2\n2024-04-01,GBP,1.25\n"
 
-# (partner, offer currency, revenue share percent, fixed, status_updates) per demo offer
+
+def demo_config() -> Config:
+    """The demo network's config (clickledger.demo.DEMO_CONFIG), parsed."""
+    return parse_config(DEMO_CONFIG.format(public_url="http://127.0.0.1:8080"))
+
+
+# (partner, offer currency, revenue share percent, fixed, status_updates) per active demo offer.
+# Kept as written rather than read from the demo config: taskwall's status_updates is false here
+# (true in the demo config), and the earn tests that leave `status_updates` unset were written with it.
 OFFERS = {
     "acme-shop": ("acme", "USD", "70", None, False),
     "moustache-survey": ("moustache", "USD", None, "1.5", True),
@@ -29,13 +40,7 @@ OFFERS = {
     "cw-1001": ("clickwall", "GBP", "50", None, False),
     "taskwall-tasks": ("taskwall", "USD", "50", None, False),
 }
-DIALECT_ROUTES = {
-    "network": "/api/postback",
-    "publisher": "/postback/{key}",
-    "peerclick": "/postback",
-    "advertiser": "/postback/advertiser",
-    "earn": "/api/v1/earn/postback",
-}
+DIALECT_ROUTES = {dialect: route for route, dialect in DIALECTS.items()}
 
 
 def cid(n: int) -> str:
@@ -178,13 +183,6 @@ class LogBuilder:
             path.write_bytes(data)
             paths.append(path)
         return paths
-
-
-def demo_config():
-    from clickledger.demo import DEMO_CONFIG
-    from receiver.contract.config_file import parse_config
-
-    return parse_config(DEMO_CONFIG.format(public_url="http://127.0.0.1:8080"))
 
 
 def fx_frame(text: str = FX_CSV):

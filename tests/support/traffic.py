@@ -1,10 +1,11 @@
 """Traffic that makes every kind of log record the receiver writes, accepted and refused.
 
-`send_every_kind(harness)` drives the app of a `harness` (tests/conftest.py, over its
-TEST_CONFIG network) through every route: clicks of every kind and refusal, track events,
-postbacks of every dialect (recorded, duplicate, status update, test, refused at each step),
-a wrong method, an unrouted path, the health check and the OpenAPI document. The clock and
-ids are the harness's, so the same traffic writes the same bytes every time.
+`send_every_kind(harness)` drives the app of a `harness` (tests/support/harness.py, over the
+test network of tests/support/network.py) through every route: clicks of every kind and
+refusal, track events, postbacks of every dialect (recorded, duplicate, status update, test,
+refused at each step), a wrong method, an unrouted path, the health check and the OpenAPI
+document. The clock and ids are the harness's, so the same traffic writes the same bytes
+every time.
 """
 
 from __future__ import annotations
