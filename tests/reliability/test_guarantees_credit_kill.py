@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from pipeline_helpers import LogBuilder, cid, make_data_dir
 
 import pipeline
 from pipeline.wallet import ledger_path, read_ledger
+from tests.support.log_builder import LogBuilder, cid, make_data_dir
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 CONVERSIONS = 2000
 REVERSALS = 150
 IDENTITY = ("entry_id", "kind", "user_id", "click_id", "transaction_id", "amount", "currency", "event_id", "seq")
