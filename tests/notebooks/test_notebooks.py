@@ -14,7 +14,7 @@ NAME-failed.png when the page did not settle), named in a failure's message.
 Set CLICKLEDGER_SAVE_SCREENSHOTS=1 to also copy the screenshot of each notebook that ran
 cleanly to docs/screenshots/NAME.png, the pictures of the docs and the README:
 
-    CLICKLEDGER_SAVE_SCREENSHOTS=1 .venv/bin/python -m pytest -q tests/test_notebooks.py -k browser
+    CLICKLEDGER_SAVE_SCREENSHOTS=1 .venv/bin/python -m pytest -q tests/notebooks/test_notebooks.py -k browser
 
 Without it a test run leaves the git tree as it was.
 """
