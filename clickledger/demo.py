@@ -22,6 +22,7 @@ import urllib.request
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import IO
 
 from receiver.contract.config import Config
 from receiver.contract.config_file import parse_config
@@ -292,11 +293,15 @@ def wait_healthy(url: str, timeout: float = 30.0, proc: subprocess.Popen | None 
     raise RuntimeError(f"the receiver at {url} did not become healthy within {timeout:.0f} s")
 
 
-def start_receiver(data_dir: Path, port: int, threads: int = 16) -> subprocess.Popen:
+def start_receiver(data_dir: Path, port: int, threads: int = 16, *,
+                   stderr: int | IO[bytes] | None = None) -> subprocess.Popen:
+    """`clickledger serve` over `data_dir` on a loopback `port`, in a child process; its stderr
+    goes where this process's goes, or to `stderr` (a file, or subprocess.DEVNULL)."""
     return subprocess.Popen(
         [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(data_dir), "--port", str(port),
          "--threads", str(threads)],
         stdout=subprocess.DEVNULL,
+        stderr=stderr,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
 

@@ -92,7 +92,7 @@ def reasons_for_code(code: str) -> tuple[str, ...]:
 
 
 # Every reason build_issues gives, and every reason a receiver code stands for: each has a DETAILS
-# text and a FIX_GUIDE row (tests/test_troubleshooting_advice.py holds them to it).
+# text and a FIX_GUIDE row (tests/pipeline/test_troubleshooting_advice.py holds them to it).
 REASONS: tuple[str, ...] = tuple(dict.fromkeys([
     *CLICK_ID_REASONS.values(),
     *(reason for code in HTTP_STATUS for reason in reasons_for_code(code)),

@@ -1,0 +1,1 @@
+"""The front door: the `clickledger` command line, the demo, the simulator and the offline generator."""

@@ -1,0 +1,1 @@
+"""receiver.contract: what crosses from the receiver to the pipeline."""

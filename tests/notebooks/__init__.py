@@ -1,0 +1,1 @@
+"""The marimo notebooks and pipeline.notebook_support."""

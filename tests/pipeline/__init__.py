@@ -1,0 +1,1 @@
+"""The pipeline: staging, the tables, reconciliation, the story and the wallet credit job."""

@@ -1,0 +1,100 @@
+"""Traffic that makes every kind of log record the receiver writes, accepted and refused.
+
+`send_every_kind(harness)` drives the app of a `harness` (tests/support/harness.py, over the
+test network of tests/support/network.py) through every route: clicks of every kind and
+refusal, track events, postbacks of every dialect (recorded, duplicate, status update, test,
+refused at each step), a wrong method, an unrouted path, the health check and the OpenAPI
+document. The clock and ids are the harness's, so the same traffic writes the same bytes
+every time.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+FX_RATES = "date,currency,rate\n2023-12-01,EUR,1.1\n2023-12-01,GBP,1.25\n"
+
+
+def send_every_kind(harness: Any) -> dict[str, Any]:
+    """Send the traffic; {label: Exchange} of every request, in the order sent."""
+    sent: dict[str, Any] = {}
+
+    def get(label: str, path: str, **kwargs: Any) -> Any:
+        harness.clock.advance(seconds=7)
+        sent[label] = exchange = harness.get(path, **kwargs)
+        return exchange
+
+    def post(label: str, path: str, **kwargs: Any) -> Any:
+        harness.clock.advance(seconds=7)
+        sent[label] = exchange = harness.post(path, **kwargs)
+        return exchange
+
+    def request(label: str, method: str, path: str, **kwargs: Any) -> Any:
+        harness.clock.advance(seconds=7)
+        sent[label] = exchange = harness.request(method, path, **kwargs)
+        return exchange
+
+    bearer = {"Authorization": "Bearer tok-1"}
+    # clicks: every link, an inactive offer, an unknown link; earn clicks and their refusals
+    alpha = get("link click", "/t/alpha-1", params={"sub1": "a", "sub2": "b"}).fields["click_id"]
+    beta = get("link click beta", "/t/beta-1").fields["click_id"]
+    opened = get("link click open", "/t/open-1").fields["click_id"]
+    camp = get("link click camp", "/t/camp-a").fields["click_id"]
+    get("link click hashed", "/t/hashed-1")
+    get("link click inactive offer", "/t/alpha-paused-1")
+    get("link not found", "/t/no-such-link")
+    earn = post("earn click", "/api/v1/earn/products/p1/click", headers=bearer,
+                json={"taskUrl": "https://advertiser.example/offer?step=2", "campaign": "spring"}).json["clickId"]
+    earn2 = post("earn click default task", "/api/v1/earn/products/p2/click",
+                 headers={"Authorization": "Bearer tok-2"}, json={}).json["clickId"]
+    post("earn click without token", "/api/v1/earn/products/p1/click", json={})
+    post("earn click bad token", "/api/v1/earn/products/p1/click", headers={"Authorization": "Bearer nope"}, json={})
+    post("earn click unknown product", "/api/v1/earn/products/p9/click", headers=bearer, json={})
+    post("earn click bad body", "/api/v1/earn/products/p1/click", headers={**bearer, "Content-Type": "application/json"},
+         body=b"{not json")
+    post("earn click bad task url", "/api/v1/earn/products/p2/click", headers=bearer,
+         json={"taskUrl": "https://elsewhere.example/"})
+    # track events
+    get("track", f"/api/v1/earn/track/{earn}", params={"event": "open"})
+    get("track unknown click", "/api/v1/earn/track/00000000-0000-4000-8000-999999999999")
+    # postbacks, dialect by dialect
+    get("postback recorded", "/api/postback", params={"click_id": alpha, "transaction_id": "t-1", "status": "approved",
+                                                       "amount": "12.50", "api_key": "key-alpha", "sub": "x"},
+        headers={"X-Signature": "sha256=00", "X-Forwarded-For": "198.51.100.7"})
+    get("postback duplicate", "/api/postback", params={"click_id": alpha, "transaction_id": "t-1", "status": "approved",
+                                                        "amount": "12.50", "api_key": "key-alpha"})
+    get("postback pending", "/api/postback", params={"cid": beta, "txn": "b-1", "status": "pending", "payout": "3",
+                                                      "currency": "usd"}, headers={"X-API-Key": "key-beta"})
+    get("postback status update", "/api/postback", params={"cid": beta, "txn": "b-1", "status": "approved"},
+        headers={"X-API-Key": "key-beta"})
+    get("postback conflicting duplicate", "/api/postback", params={"cid": beta, "txn": "b-1", "status": "approved",
+                                                                    "payout": "4"}, headers={"X-API-Key": "key-beta"})
+    get("postback publisher", f"/postback/key-alpha?cid={alpha}&txn=t-2&payout=5&commission=1.5&currency=GBP")
+    get("postback peerclick", "/postback", params={"cid": opened, "payout": "2", "txid": "p-1", "param1": "v"})
+    get("postback advertiser", "/postback/advertiser", params={"click_id": camp, "campaign_id": "camp-1",
+                                                                "amount": "1", "transaction_id": "c-1"})
+    get("postback campaign mismatch", "/postback/advertiser", params={"click_id": camp, "campaign_id": "camp-2"})
+    get("postback campaign missing", "/postback/advertiser", params={"click_id": camp})
+    post("postback earn", "/api/v1/earn/postback", json={"click_id": earn, "amount": "2.5", "status": "completed"})
+    post("postback earn second user", "/api/v1/earn/postback", json={"click_id": earn2, "amount": "4"})
+    post("postback earn reversal", "/api/v1/earn/postback", json={"click_id": earn2, "status": "reversed"})
+    get("postback invalid key", "/api/postback", params={"click_id": alpha, "api_key": "wrong"})
+    get("postback key of another partner", "/api/postback", params={"click_id": alpha, "api_key": "key-beta"})
+    get("postback click not found", "/api/postback", params={"click_id": "{click_id}", "api_key": "key-alpha"})
+    get("postback click id missing", "/api/postback", params={"api_key": "key-alpha", "amount": "1"})
+    get("postback key missing", "/api/postback", params={"click_id": alpha})
+    get("postback test", "/api/postback", params={"status": "test", "api_key": "key-alpha"})
+    get("postback invalid amount", "/api/postback", params={"click_id": alpha, "amount": "abc", "api_key": "key-alpha"})
+    post("postback invalid body", "/api/postback", body=b"{broken", headers={"Content-Type": "application/json"})
+    # the alpha click lives 2 hours
+    harness.clock.advance(timedelta(hours=3))
+    get("postback click expired", "/api/postback", params={"click_id": alpha, "transaction_id": "t-3",
+                                                            "api_key": "key-alpha"})
+    # any route
+    request("wrong method", "DELETE", "/api/postback", params={"click_id": alpha})
+    request("wrong method on a link", "PUT", f"/t/alpha-1?click_id={alpha}")
+    get("unrouted", "/api/postbak", params={"click_id": alpha, "amount": "3"})
+    get("health", "/healthz")
+    get("openapi", "/openapi.json")
+    return sent
