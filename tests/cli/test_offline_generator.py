@@ -6,7 +6,7 @@ import random
 import shutil
 import uuid
 from collections import defaultdict
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import orjson
@@ -20,21 +20,22 @@ from clickledger.simulator.history import simulate_history
 from clickledger.simulator.offline import generate_log
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.staging import stage_segment, stage_segment_python
-from receiver.contract.framing import check_line, segment_paths
+from receiver.contract.framing import check_line, read_segment, segment_paths
 
 EVENTS = 4000
+END = date(2025, 6, 30)  # generated logs end today by default: pinned, so output is the same every day
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("offline") / "data"
-    summary = generate_log(out, EVENTS, seed=5, segment_bytes=1_500_000)
+    summary = generate_log(out, EVENTS, seed=5, segment_bytes=1_500_000, end=END)
     assert summary.events == EVENTS and len(summary.segments) > 1
     return out
 
 
 def _lines(data: Path) -> list[bytes]:
-    return [line for path in segment_paths(data / "log") for line in path.read_bytes().splitlines(keepends=True)]
+    return [line for path in segment_paths(data / "log") for line in read_segment(path).splitlines(keepends=True)]
 
 
 def test_every_line_is_intact_and_seq_strictly_increases(generated):
@@ -56,8 +57,8 @@ def test_every_line_is_intact_and_seq_strictly_increases(generated):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(generated, tmp_path):
-    generate_log(tmp_path / "again", EVENTS, seed=5, segment_bytes=1_500_000)
-    generate_log(tmp_path / "other", EVENTS, seed=6, segment_bytes=1_500_000)
+    generate_log(tmp_path / "again", EVENTS, seed=5, segment_bytes=1_500_000, end=END)
+    generate_log(tmp_path / "other", EVENTS, seed=6, segment_bytes=1_500_000, end=END)
     assert _lines(tmp_path / "again") == _lines(generated)
     assert (tmp_path / "again" / "fx_rates.csv").read_bytes() == (generated / "fx_rates.csv").read_bytes()
     assert _lines(tmp_path / "other") != _lines(generated)
@@ -133,7 +134,7 @@ def test_fast_staging_equals_the_record_by_record_reference(generated, tmp_path)
     for path in segment_paths(generated / "log"):
         assert stage_segment(path, lambda bad: None).equals(stage_segment_python(path, lambda bad: None))
     # bad lines: a corrupt one, blank ones, a torn last one: same rows and the same reports
-    lines = segment_paths(generated / "log")[0].read_bytes().split(b"\n")
+    lines = read_segment(segment_paths(generated / "log")[0]).split(b"\n")
     lines[3] = lines[3].replace(b'"kind":"', b'"kind":"x', 1)
     lines[5], lines[7] = b"", b"   "
     broken = tmp_path / "segment-00000001.ndjson"

@@ -19,6 +19,7 @@ from typing import Any
 import orjson
 
 from pipeline.runner import credit, derive
+from receiver.contract.framing import read_segment, segment_paths
 from tests.support.traffic import FX_RATES, send_every_kind
 
 ADDED_COLUMNS = {"postbacks": ["client_ip", "signature_present"]}  # new with the contract
@@ -43,7 +44,7 @@ def _sha(data: bytes) -> str:
 
 def fingerprints(data_dir: Path) -> dict[str, str]:
     """sha256 of the log's and the ledger's bytes, and of each derived table's columns and rows."""
-    log = b"".join(path.read_bytes() for path in sorted((data_dir / "log").glob("segment-*.ndjson")))
+    log = b"".join(read_segment(path) for path in segment_paths(data_dir / "log"))  # either form
     ledger = b"".join(path.read_bytes() for path in sorted((data_dir / "ledger").glob("*.ndjson")))
     tables, _ = derive(data_dir)
     found = {"log": _sha(log), "ledger": _sha(ledger)}
