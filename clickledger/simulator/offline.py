@@ -169,6 +169,13 @@ def _day(record: dict) -> date:
     return date.fromisoformat(str(record["received_at"])[:10])
 
 
+def _day_of(copy: int, copies: int, days: int) -> int:
+    """The day (0..days-1) of template copy `copy` of `copies`: evenly spread, the last on the last day."""
+    if copies >= days:
+        return copy * days // copies  # each day gets copies // days or one more
+    return copy * (days - 1) // max(1, copies - 1)  # fewer copies than days: from the first to the last
+
+
 def _copies(templates: list, events: int) -> int:
     """How many template copies (the first `events` lines of them, in turn) `events` take."""
     copies, left = 0, events
@@ -262,7 +269,7 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
         seq, left = last_seq + 1, events
         for copy in range(copies):
             template = templates[copy % len(templates)]
-            day = first_day + timedelta(days=copy * window // copies)  # copies spread evenly over the days
+            day = first_day + timedelta(days=_day_of(copy, copies, window))
             count = min(left, len(template.lines))
             if count == len(template.lines):
                 summary.by_kind.update(template.tags)
