@@ -153,7 +153,7 @@ class Receiver:
         # left plain, then each one the writer rotates past (receiver.compression).
         self.compressor = BackgroundCompressor(settings.log_dir) if own_writer else None
         if self.compressor is not None:
-            self.compressor.request()
+            self.compressor.request(writer.sealed_at_start)
         self.writer = writer
         self.clock = clock
         self.new_click_id = new_click_id
@@ -176,7 +176,7 @@ class Receiver:
     def _seal(self, segment: Path) -> None:
         _build_sidecar_quietly(segment, self.index_dir, True)
         if getattr(self, "compressor", None) is not None:  # (a rotation while __init__ still runs)
-            self.compressor.request()
+            self.compressor.request([segment])
 
     def close(self) -> None:
         segment = self.writer.segment_path

@@ -21,8 +21,10 @@ complete form of each segment (the plain file while it exists, by the framing's 
 forms exist it checks the compressed one against the plain one again, then removes the
 plain one (or, should they differ, the compressed one). Every job recovers first. Jobs
 take DATA/log/.compress.lock, so two of them (a receiver's, an orphan of a killed one, the
-offline generator's) never work at once; a segment a writer still has open (it holds a
-shared flock on it, receiver.log) is never touched.
+offline generator's) never work at once. Which segments are sealed: every one but the
+newest, the newest too when no writer holds the log or the writer says so (see
+`sealed_plain_segments`), and never one a writer has open (it holds a shared flock on it,
+receiver.log).
 
 The receiver runs jobs through `BackgroundCompressor`: in a child process
 (`python -m receiver.compression LOG_DIR`) once there is more than a few MiB to compress,
@@ -39,7 +41,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,7 +54,9 @@ from receiver.contract.framing import (
     is_compressed,
     read_segment,
     segment_name_of,
+    segment_paths,
 )
+from receiver.log import WRITER_LOCK_FILE
 
 log = logging.getLogger("clickledger.compression")
 
@@ -206,14 +210,36 @@ def recover(log_dir: Path, *, durable: bool = True) -> Recovered:
     return done
 
 
-def sealed_plain_segments(log_dir: Path) -> list[Path]:
-    """The plain segments no writer has open, oldest first: those a job compresses."""
+def _writer_holds(log_dir: Path) -> bool:
+    """Whether a writer (a receiver, the offline generator) holds the log's writer lock now."""
+    lock = try_lock(log_dir / WRITER_LOCK_FILE)
+    if lock is None:
+        return True
+    lock.release()
+    return False
+
+
+def sealed_plain_segments(log_dir: Path, sealed: Iterable[Path] = ()) -> list[Path]:
+    """The plain segments that are sealed, oldest first: those a job compresses.
+
+    Every segment but the newest is: a writer only ever appends to the segment it created
+    last, which is the newest. The newest is sealed when no writer holds the log, or when
+    the caller names it in `sealed` (a writer knows the segments it found at its start and
+    those it rotated past): otherwise it may be one a writer has just created and not yet
+    locked. A segment a writer has open (its shared flock) is never sealed.
+    """
+    log_dir = Path(log_dir)
+    paths = segment_paths(log_dir)
+    named = {segment_name_of(p) for p in sealed}
+    newest = paths[-1] if paths else None
     out = []
-    for entry in sorted(os.scandir(log_dir), key=lambda e: e.name):
-        if SEGMENT_RE.match(entry.name) and not is_compressed(entry.name):
-            path = Path(entry.path)
-            with contextlib.suppress(CompressionError, FileNotFoundError), _not_being_written(path):
-                out.append(path)
+    for path in paths:
+        if is_compressed(path):
+            continue
+        if path == newest and path.name not in named and _writer_holds(log_dir):
+            continue
+        with contextlib.suppress(CompressionError, FileNotFoundError), _not_being_written(path):
+            out.append(path)
     return out
 
 
@@ -238,16 +264,16 @@ class JobSummary:
     seconds: float = 0.0
 
 
-def compress_sealed(log_dir: Path, *, level: int = LEVEL, durable: bool = True,
+def compress_sealed(log_dir: Path, *, sealed: Iterable[Path] = (), level: int = LEVEL, durable: bool = True,
                     pause: Callable[[str], None] | None = None,
                     stop: Callable[[], bool] | None = None) -> JobSummary:
-    """One job: under the job lock, recover, then compress every sealed plain segment, oldest
-    first (until `stop()` says so)."""
+    """One job: under the job lock, recover, then compress every sealed plain segment (see
+    `sealed_plain_segments`), oldest first, until `stop()` says so."""
     started = time.perf_counter()
     log_dir = Path(log_dir)
     with job_lock(log_dir):
         summary = JobSummary(recover(log_dir, durable=durable))
-        for plain in sealed_plain_segments(log_dir):
+        for plain in sealed_plain_segments(log_dir, sealed):
             if stop is not None and stop():
                 break
             try:
@@ -265,11 +291,11 @@ def compress_sealed(log_dir: Path, *, level: int = LEVEL, durable: bool = True,
     return summary
 
 
-def work_to_do(log_dir: Path) -> int:
+def work_to_do(log_dir: Path, sealed: Iterable[Path] = ()) -> int:
     """Bytes of plain segments a job would compress (plus 1 when a crash left something to
     recover): 0 when a job has nothing to do. Lists the directory, reads no segment."""
     temps, doubles = _leftovers(Path(log_dir))
-    return sum(p.stat().st_size for p in sealed_plain_segments(Path(log_dir))) + bool(temps or doubles)
+    return sum(p.stat().st_size for p in sealed_plain_segments(Path(log_dir), sealed)) + bool(temps or doubles)
 
 
 class BackgroundCompressor:
@@ -281,6 +307,7 @@ class BackgroundCompressor:
     def __init__(self, log_dir: Path, *, child_min_bytes: int = CHILD_MIN_BYTES):
         self.log_dir = Path(log_dir)
         self.child_min_bytes = child_min_bytes
+        self._sealed: set[Path] = set()  # segments the writer said are sealed, not yet compressed
         self._wanted = threading.Event()
         self._closing = False
         self._child: subprocess.Popen[bytes] | None = None
@@ -289,8 +316,11 @@ class BackgroundCompressor:
         self._thread = threading.Thread(target=self._run, name="clickledger-compression", daemon=True)
         self._thread.start()
 
-    def request(self) -> None:
-        """Compress what is sealed and still plain, soon (returns at once)."""
+    def request(self, sealed: Iterable[Path] = ()) -> None:
+        """Compress what is sealed and still plain, soon (returns at once); `sealed` names
+        segments the writer knows are sealed (see `sealed_plain_segments`)."""
+        with self._lock:
+            self._sealed.update(Path(p) for p in sealed)
         self._wanted.set()
 
     def _run(self) -> None:
@@ -306,17 +336,20 @@ class BackgroundCompressor:
             self.jobs += 1
 
     def _job(self) -> None:
-        todo = work_to_do(self.log_dir)
+        with self._lock:
+            sealed = sorted(p for p in self._sealed if p.exists())  # (the compressed ones are done)
+            self._sealed = set(sealed)
+        todo = work_to_do(self.log_dir, sealed)
         if not todo:
             return
         if todo < self.child_min_bytes:
-            compress_sealed(self.log_dir, stop=lambda: self._closing)
+            compress_sealed(self.log_dir, sealed=sealed, stop=lambda: self._closing)
             return
         with self._lock:
             if self._closing:
                 return
             self._child = subprocess.Popen(
-                [sys.executable, "-m", "receiver.compression", str(self.log_dir)],
+                [sys.executable, "-m", "receiver.compression", str(self.log_dir), *map(str, sealed)],
                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         _, err = self._child.communicate()
         code, self._child = self._child.returncode, None
@@ -335,14 +368,15 @@ class BackgroundCompressor:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m receiver.compression LOG_DIR`: one job over LOG_DIR (the receiver's child).
+    """`python -m receiver.compression LOG_DIR [SEALED_SEGMENT ...]`: one job over LOG_DIR (the
+    receiver's child; it names the segments it knows are sealed, see `sealed_plain_segments`).
 
     CLICKLEDGER_COMPRESS_PAUSE_AT=STEP (one of STEPS) makes it print `paused at STEP` and wait
     there, up to a minute, at that step of each segment: the crash tests kill it there.
     """
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 1:
-        print("usage: python -m receiver.compression LOG_DIR", file=sys.stderr)
+    if not args:
+        print("usage: python -m receiver.compression LOG_DIR [SEALED_SEGMENT ...]", file=sys.stderr)
         return 2
     pause_at = os.environ.get("CLICKLEDGER_COMPRESS_PAUSE_AT")
     if pause_at is not None and pause_at not in STEPS:
@@ -354,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"paused at {step}", flush=True)
             time.sleep(60)
 
-    summary = compress_sealed(Path(args[0]), pause=pause if pause_at else None)
+    summary = compress_sealed(Path(args[0]), sealed=[Path(a) for a in args[1:]], pause=pause if pause_at else None)
     print(f"compressed {len(summary.compressed)} segment(s): {summary.plain_bytes:,} -> "
           f"{summary.compressed_bytes:,} bytes in {summary.seconds:.2f} s", flush=True)
     return 0

@@ -109,6 +109,8 @@ class SegmentWriter:
             raise LogLockedError(f"{self.log_dir} is being written by another clickledger process")
         self._writer_lock = writer_lock
         existing = segment_paths(self.log_dir)
+        # this writer only ever appends to segments it creates: every one here now is sealed
+        self.sealed_at_start = existing
         self._segment_no = segment_number(existing[-1]) if existing else 0
         self._next_seq = next_seq if next_seq is not None else last_seq(self.log_dir) + 1
         self._fd: int | None = None

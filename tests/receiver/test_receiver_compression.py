@@ -118,7 +118,30 @@ def test_the_job_command_says_what_it_did_and_refuses_bad_arguments(tmp_path: Pa
     done = subprocess.run([sys.executable, "-m", "receiver.compression", str(tmp_path / "log")], cwd=REPO,
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("compressed 2 segment(s): ")
-    assert main([]) == 2 and "usage: python -m receiver.compression LOG_DIR" in capsys.readouterr().err
+    assert main([]) == 2 and "usage: python -m receiver.compression LOG_DIR [SEALED_SEGMENT ...]" in capsys.readouterr().err
     monkeypatch.setenv("CLICKLEDGER_COMPRESS_PAUSE_AT", "nowhere")
     assert main([str(tmp_path / "log")]) == 2
     assert "CLICKLEDGER_COMPRESS_PAUSE_AT must be one of temp-written, " in capsys.readouterr().err
+
+
+def test_the_newest_segment_is_not_taken_for_sealed_while_a_writer_holds_the_log(tmp_path: Path) -> None:
+    log_dir = tmp_path / "log"
+    writer = SegmentWriter(log_dir, max_segment_bytes=200)
+    try:
+        for n in range(4):
+            writer.append({"n": n, "pad": "x" * 100})
+        # the moment between a writer creating its next segment and taking its flock on it
+        newest = log_dir / framing.segment_name(framing.segment_number(writer.segment_path) + 1)
+        newest.write_bytes(b"")
+        job = compress_sealed(log_dir)
+        assert newest.exists() and writer.segment_path.exists()
+        assert framing.compressed_path(newest) not in job.compressed
+        assert [framing.is_compressed(p) for p in framing.segment_paths(log_dir)] == [True] * (len(job.compressed)) + [
+            False, False]
+        # a writer names the segments it knows are sealed (those it found at its start, those it rotated past)
+        assert compress_sealed(log_dir, sealed=[writer.segment_path]).compressed == []  # (it has it open)
+    finally:
+        writer.close()
+    newest.unlink()
+    assert compress_sealed(log_dir).compressed  # no writer: the newest is sealed too
+    assert all(framing.is_compressed(p) for p in framing.segment_paths(log_dir))
