@@ -13,9 +13,11 @@ goes on over the day(s) after the log's last. A day holds several copies of a te
 each over the day's hours, so within a day `received_at` does not grow with `seq` as in
 a live log (every copy's clicks, postbacks and their times still go together).
 
-The segments are sealed once written, and compressed as a receiver compresses its sealed
-segments (receiver.compression: segment-NNNNNNNN.ndjson.zst), each in a second thread
-while the next one is written (zstd releases the GIL), unless `compress=False`.
+The segments are sealed once written, and written in their compressed form, as a receiver
+compresses its sealed segments (segment-NNNNNNNN.ndjson.zst, receiver.compression): each is
+gathered in memory and compressed in a second thread while the next one is formatted
+(zstd releases the GIL), so no plain file is written only to be removed; `compress=False`
+writes plain segments.
 Same seed, same arguments, same `end`: byte-identical files.
 """
 
@@ -46,7 +48,7 @@ from clickledger.simulator.templates import (
     day_lines,
     day_values,
 )
-from receiver.compression import compress_segment, job_lock, recover
+from receiver.compression import job_lock, recover, write_compressed_segment
 from receiver.contract.datadir import DataDir
 from receiver.contract.files import try_lock
 from receiver.contract.framing import (
@@ -248,20 +250,37 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
         compressing: list[Future[Path]] = []
         size = 0
         fd = None
+        pieces: list[bytes] = []  # the segment being written, when it is compressed: never a plain file
+
+        def write(heads: list[bytes], bodies: list[bytes]) -> None:
+            if not compress:
+                _write_lines(fd.fileno(), heads, bodies)  # type: ignore[union-attr]
+                return
+            batch = [_NEWLINE] * (3 * len(heads))
+            batch[0::3], batch[1::3] = heads, bodies
+            pieces.extend(batch)
 
         def seal() -> None:  # the segment written last is complete: compress it while the next is written
-            if fd is not None:
-                fd.close()
-                summary.plain_bytes += size
-                if compress:
-                    compressing.append(pool.submit(compress_segment, summary.segments[-1], durable=False))
+            nonlocal pieces
+            if not summary.segments:
+                return
+            summary.plain_bytes += size
+            if not compress:
+                fd.close()  # type: ignore[union-attr]
+                return
+            while len(compressing) - sum(f.done() for f in compressing) >= 2:  # at most two segments in memory
+                next(f for f in compressing if not f.done()).result()
+            compressing.append(pool.submit(write_compressed_segment, summary.segments[-1], b"".join(pieces),
+                                           durable=False))
+            pieces = []
 
         def open_next() -> None:
             nonlocal fd, number, size
             seal()
             number += 1
             path = log_dir / segment_name(number)
-            fd = path.open("xb", buffering=0)  # unbuffered: _write_lines writes straight from the lines
+            if not compress:  # unbuffered: _write_lines writes straight from the lines
+                fd = path.open("xb", buffering=0)
             summary.segments.append(path)
             size = 0
 
@@ -281,7 +300,7 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
                 n = len(bodies)
                 total = sum(map(len, bodies)) + (CRC_PREFIX_LEN + 1) * n
                 if size + total - (CRC_PREFIX_LEN + len(bodies[-1]) + 1) < segment_bytes:
-                    _write_lines(fd.fileno(), heads, bodies)  # type: ignore[union-attr]  # the common case
+                    write(heads, bodies)  # the common case
                     size += total
                     continue
                 ends = list(itertools.accumulate((CRC_PREFIX_LEN + len(body) + 1 for body in bodies),
@@ -289,7 +308,7 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
                 i = 0
                 while i < n:  # lines i.. go to this segment while its size before them is below the limit
                     cut = bisect.bisect_left(ends, segment_bytes - size + ends[i], lo=i, hi=n)
-                    _write_lines(fd.fileno(), heads[i:cut], bodies[i:cut])  # type: ignore[union-attr]
+                    write(heads[i:cut], bodies[i:cut])
                     size += ends[cut] - ends[i]
                     if cut < n:
                         open_next()

@@ -205,7 +205,7 @@ def _open_current(path: Path):  # noqa: ANN202 - a binary file object
     try:
         return open(path, "rb")
     except FileNotFoundError:
-        if is_compressed(path):
+        if is_compressed(path) or not SEGMENT_RE.match(path.name):  # (iter_lines reads the ledger too)
             raise
         return open(compressed_path(path), "rb")
 
