@@ -17,9 +17,10 @@ import polars as pl
 import pytest
 import zstandard
 
+from pipeline import staging
 from pipeline.errors import CorruptLogError
 from pipeline.runner import derive
-from pipeline.staging import stage_log
+from pipeline.staging import stage_log, stage_segment
 from pipeline.story import log_requests
 from receiver.compression import compress_segment
 from receiver.contract import framing
@@ -117,15 +118,21 @@ def test_while_both_forms_exist_every_reader_reads_the_plain_one_once(plain_and_
     assert log_requests(mixed, click_id=cid(40)).equals(log_requests(plain, click_id=cid(40)))
 
 
-def test_a_plain_segment_compressed_after_it_was_listed_is_read_from_its_compressed_form(tmp_path: Path) -> None:
+def test_a_plain_segment_compressed_after_it_was_listed_is_read_from_its_compressed_form(tmp_path: Path,
+                                                                                        monkeypatch) -> None:
     traffic_log(tmp_path, clicks=10, segments=2)
     listed = framing.segment_paths(tmp_path / "log")
     expected = [framing.read_segment(p) for p in listed]
+    staged = [stage_segment(p, lambda bad: None) for p in listed]
     stats = [framing.segment_stat(p) for p in listed]
     for path in listed:
         compress_segment(path)
         assert not path.exists()
     assert [framing.read_segment(p) for p in listed] == expected  # the listing is stale: same bytes
+    # DuckDB is handed the compressed file, not the record-by-record fallback
+    monkeypatch.setattr(staging, "stage_segment_python", lambda *args: pytest.fail("the slow path ran"))
+    for path, frame in zip(listed, staged, strict=True):
+        assert stage_segment(path, lambda bad: None).equals(frame)
     assert [framing.segment_stat(p) for p in listed] != stats  # (the forms' own checks differ)
     assert [framing.segment_stat(p).size for p in listed] == [s.size for s in stats]
 
