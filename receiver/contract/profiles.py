@@ -363,8 +363,11 @@ def preset_names() -> tuple[str, ...]:
 def load_preset(name: str) -> Preset:
     """The preset file `name`.toml, validated (a ConfigError names the preset file and line)."""
     resource = files(PRESETS_PACKAGE) / f"{name}.toml"
-    text = resource.read_text(encoding="utf-8")
-    where = Path(str(resource))
+    return parse_preset(name, resource.read_text(encoding="utf-8"), Path(str(resource)))
+
+
+def parse_preset(name: str, text: str, where: Path) -> Preset:
+    """A preset's text, validated: a ConfigError names `where` and the line."""
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
