@@ -354,3 +354,74 @@ def test_every_preset_profile_resolves_in_the_test_network(presets_dir: Path) ->
     for partner in config.partners.values():
         if partner.profile is not None and partner.profile.preset is not None:
             assert partner.profile.docs == load_preset(partner.profile.preset).docs
+
+
+# ---------------------------------------------------------------- a profile of its own
+
+
+CUSTOM_CONFIG = '''public_url = "https://rx.example"
+
+[[partners]]
+id = "custom"
+api_key = "key-custom"
+status_updates = true
+signing_secret = "custom-signing-secret-0123"
+
+[partners.params]
+click_id = ["cid"]
+transaction_id = ["order"]
+
+[partners.amounts]
+negative = "reversal"
+reverses = ["original"]
+
+[partners.answers]
+success = { body = "ok {order}" }
+refusal = { status = 409, body = "later: {error}" }
+permanent_refusal = { status = 410, body = "never: {error}" }
+
+[[offers]]
+id = "custom-offer"
+partner = "custom"
+url = "https://custom.example/"
+
+[[links]]
+slug = "custom-1"
+offer = "custom-offer"
+affiliate = "aff1"
+'''
+
+
+@pytest.fixture
+def custom(make_harness: Any, tmp_path: Path) -> Harness:
+    data = tmp_path / "custom"
+    data.mkdir()
+    (data / "config.toml").write_text(CUSTOM_CONFIG, encoding="utf-8")
+    return make_harness(data)
+
+
+def signed_get(h: Harness, query: str) -> Any:
+    from receiver.postbacks import sign, signing_message
+
+    timestamp = str(int(h.clock.now.timestamp()))
+    signature = sign("custom-signing-secret-0123", signing_message(timestamp, "GET", "/postback/key-custom", query,
+                                                                    b""))
+    return h.get("/postback/key-custom", query_string=query,
+                 headers={"X-Timestamp": timestamp, "X-Signature": signature})
+
+
+def test_a_profile_with_our_signature_and_its_own_answers(custom: Harness) -> None:
+    click = custom.link_click("custom-1")
+    # our X-Signature scheme (a secret, no platform scheme): unsigned is a permanent refusal
+    unsigned = custom.get("/postback/key-custom", params={"cid": click, "order": "o-1", "amount": "5"})
+    assert_text(unsigned, 410, "never: signature_required")
+    assert unsigned.record["error"] == "signature_required"
+    ok = signed_get(custom, f"cid={click}&order=o-1&amount=5")
+    assert_text(ok, 200, "ok o-1")
+    assert ok.record["result"] == "recorded" and ok.fields["signature_present"] is True
+    # a reversal of a conversion not recorded yet: a refusal a retry may fix, not a permanent one
+    early = signed_get(custom, f"cid={click}&order=r-2&amount=-5&original=o-2")
+    assert_text(early, 409, "later: reversal_original_not_found")
+    reversal = signed_get(custom, f"cid={click}&order=r-1&amount=-5&original=o-1")
+    assert_text(reversal, 200, "ok r-1")
+    assert reversal.record["result"] == "duplicate" and reversal.fields["transaction_id"] == "o-1"
