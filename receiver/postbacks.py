@@ -286,7 +286,7 @@ def decide_profile_postback(data: PostbackInput, config: Config, clicks: ClickIn
     partner = data.partner
     assert partner is not None and partner.profile is not None, "the app routes only profile partners here"
     profile = partner.profile
-    raw, custom = split_params(data.params, profile.vocabulary)
+    raw, custom = split_params(data.params, profile.params)
     amount_param, amount_sent = _first_present(data.params, profile.params.get("amount", ()))
     digest = key_digest(data.path_key or "")
     status_raw = raw["status"] or None

@@ -140,24 +140,13 @@ class PartnerProfile:
 
     preset: str | None
     docs: tuple[str, ...]
+    # every field of PROFILE_FIELDS -> its parameter names, first present wins (() reads none)
     params: dict[str, tuple[str, ...]] = field(hash=False)
     statuses: dict[str, str] = field(hash=False)  # the platform's value, lower-cased -> our status
     amounts: AmountFormat = AmountFormat()
     answers: Answers = Answers()
     signature_scheme: str = "none"
     macros: dict[str, str] = field(default_factory=dict, hash=False)
-
-    @property
-    def vocabulary(self) -> dict[str, tuple[str, ...]]:
-        """Field -> parameter names, first present wins (receiver.contract.params.split_params)."""
-        return self.params
-
-    def statuses_by_value(self) -> dict[str, list[str]]:
-        """approved | pending | rejected -> the platform's values (lower-cased), for people."""
-        out: dict[str, list[str]] = {status: [] for status in PROFILE_STATUSES}
-        for value, status in self.statuses.items():
-            out[status].append(value)
-        return out
 
 
 def status_for(raw: str | None, statuses: Mapping[str, str] | None) -> str:
