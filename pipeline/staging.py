@@ -60,18 +60,20 @@ from receiver.contract.params import (
     split_params,
     vocabulary_for,
 )
+from receiver.contract.profiles import PROFILE_DIALECT
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 3  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present)
+STAGING_VERSION = 4  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
-# Record members staging leaves out: the line's framing, the format version, and the raw body
-# (no table reads it; the raw request stays in the log, where the click story reads it).
-# `body` and `body_encoding` are still read, to tell whether an amount was sent (amount_sent).
-NOT_STAGED = ("crc32", "v", "body", "body_encoding", "body_truncated")
+# Record members staging leaves out: the line's framing, the format version, the raw body and
+# the templated answer (no table reads them; the raw request and answer stay in the log, where
+# the click story reads them). `body` and `body_encoding` are still read, to tell whether an
+# amount was sent (amount_sent).
+NOT_STAGED = ("crc32", "v", "body", "body_encoding", "body_truncated", "answer_body")
 RAW_BODY = ("body", "body_encoding")
 FIELDS, CUSTOM_DATA = "fields", "custom_data"  # flattened into a column per key; kept as JSON text
 _TEXT_TYPES = (log_record.TEXT, log_record.DECIMAL, log_record.UTC_TIME)  # JSON strings: staged as text, then cast
@@ -228,7 +230,14 @@ def amount_sent(record: dict[str, Any], amount: Any) -> bool | None:
 
 
 def _raw_amount(record: dict[str, Any]) -> str | None:
-    """The amount parameter of the raw request, or None when it had none (or cannot be read)."""
+    """The amount parameter of the raw request, or None when it had none (or cannot be read).
+
+    A profile partner's postback names the parameter it read the amount from (amount_param): its
+    parameters are the profile's of that time, which the staged log must not depend on.
+    """
+    fields = record.get(FIELDS)
+    if isinstance(fields, dict) and fields.get("dialect") == PROFILE_DIALECT:
+        return fields.get("amount_param")
     body = record.get("body") or ""
     try:
         raw_body = base64.b64decode(body) if record.get("body_encoding") == "base64" else body.encode()
@@ -236,7 +245,6 @@ def _raw_amount(record: dict[str, Any]) -> str | None:
     except (ParamError, ValueError):
         body_params = {}
     params = merge_params(parse_query(record.get("query") or ""), body_params)
-    fields = record.get(FIELDS)
     dialect = fields.get("dialect") if isinstance(fields, dict) else None
     raw, _ = split_params(params, vocabulary_for(dialect))
     return raw["amount"] or None
@@ -381,9 +389,10 @@ def _amount_sent(raw: pl.DataFrame) -> pl.Series:
     ask = raw.with_row_index("_i").filter(is_postback & zero_col.fill_null(False))
     if ask.height:
         values = out.to_list()
-        for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect").iter_rows():
+        for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect",
+                              "amount_param").iter_rows():
             record = {"query": row[1], "body": row[2], "body_encoding": row[3], "content_type": row[4],
-                      "fields": {"dialect": row[5]}}
+                      "fields": {"dialect": row[5], "amount_param": row[6]}}
             values[row[0]] = _raw_amount(record) is not None
         out = pl.Series("amount_sent", values, dtype=pl.Boolean)
     return out

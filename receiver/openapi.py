@@ -38,6 +38,7 @@ POSTBACK_CODES = (
     "campaign_mismatch",
     "click_not_found",
     "click_expired",
+    "reversal_original_not_found",
     "invalid_amount",
     "invalid_commission",
     "invalid_currency",
@@ -125,14 +126,20 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
     names = postback_names(dialect)
     params: list[dict[str, Any]] = [_param_ref(name) for name, _ in names]
     params += [_param_ref(name) for name in POSTBACK_HEADERS]
+    description = ("Parameters are read alike from the query, a form body or a JSON body "
+                   "(the query wins); every other parameter is kept as custom_data.")
     if "{key}" in route:
         params.append(_param("key", "path", "the partner's api key (seed 001)", required=True))
+        description += (" For a partner with a profile in config.toml (a preset such as keitaro, tapjoy, "
+                        "ironsource, ayet, bitlabs, or its own [partners.params]), this is its own URL: the key "
+                        "chooses the profile, which names the parameters, maps the statuses, checks the "
+                        "platform's signature and answers as the platform expects (docs/configuration.md, "
+                        "Partner profiles); the names listed here are the seed 001 dialect's.")
     operation: dict[str, Any] = {
         "operationId": f"postback_{dialect}_{method}",
         "tags": ["postbacks"],
         "summary": f"{dialect} postback dialect",
-        "description": "Parameters are read alike from the query, a form body or a JSON body "
-        "(the query wins); every other parameter is kept as custom_data.",
+        "description": description,
         "parameters": params,
         "responses": {
             "200": {"$ref": "#/components/responses/PostbackAccepted"},
