@@ -15,7 +15,7 @@ at every start).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,14 @@ class SegmentId:
     size: int  # bytes of its lines (not of the compressed file)
     mtime_ns: int
     head_crc: int  # CRC-32 of its first SAMPLE_BYTES
-    tail_crc: int | None = None  # CRC-32 of its last SAMPLE_BYTES: known of the plain form
-    frame_checksum: int | None = None  # the zstd frame's content checksum: known of the compressed form
+    # Known of one form each, so not part of `==` (the same segment in either form is equal);
+    # `matches` compares them where both are known.
+    tail_crc: int | None = field(default=None, compare=False)  # CRC-32 of its last SAMPLE_BYTES: plain form
+    frame_checksum: int | None = field(default=None, compare=False)  # zstd's checksum of it: compressed form
 
     def matches(self, other: SegmentId) -> bool:
         """The same segment content, as far as both identities tell."""
-        if (self.name, self.size, self.mtime_ns, self.head_crc) != \
-                (other.name, other.size, other.mtime_ns, other.head_crc):
+        if self != other:
             return False
         return all(mine is None or theirs is None or mine == theirs
                    for mine, theirs in ((self.tail_crc, other.tail_crc),
