@@ -89,8 +89,8 @@ def run(work: Path, events: int = 10_000_000) -> list[Figure]:
     figures.append(Figure("4 pipeline", "offline generator", events / gen.seconds, "events/s", ">= 200k events/s",
                           events / gen.seconds >= 200_000,
                           detail=f"{events:,} events in {gen.seconds:.1f} s, peak {gen.peak_rss_mib:.0f} MiB; "
-                                 f"each segment compressed (zstd) while the next is written, "
-                                 f"{gen.stdout.split()[2]} s waited for the last"))
+                                 f"segments written compressed (zstd level {LEVEL}), each while the next is "
+                                 f"formatted, {gen.stdout.split()[2]} s waited for the last"))
     figures.append(log_on_disk(data, events))
 
     floor = run_timed(_child(FLOOR, str(data)))
@@ -100,7 +100,8 @@ def run(work: Path, events: int = 10_000_000) -> list[Figure]:
     ratio = full.seconds / floor.seconds
     figures.append(Figure("4 pipeline full", "clickledger run, cold", full.seconds, "s", "<= 3 x floor",
                           ratio <= FULL_TARGET, reference=floor.seconds, ratio=ratio,
-                          detail=f"floor: DuckDB count(*) of {floor.stdout.strip()} rows"))
+                          detail=f"floor: DuckDB count(*) of {floor.stdout.strip()} rows over the same "
+                                 "files, the compressed segments"))
     figures.append(Figure("4 pipeline full", "clickledger run, peak RSS", full.peak_rss_mib, "MiB",
                           "<= 4 GiB", full.peak_rss_mib <= RSS_TARGET_MIB))
 
