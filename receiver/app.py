@@ -574,10 +574,10 @@ def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     if req.context.get("content", b"") is None:
         decoded_content(req, req.context.max_body_bytes)
     params = merge_params(parse_query(req.query_string), _safe_body_params(req))
-    resp.context.custom_data = params = custom_data(params)
+    resp.context.custom_data = custom_data(params)
     resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
     raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see docs/endpoints.md)",
-                  fields=resp.context.fields, custom_data=params)
+                  fields=resp.context.fields, custom_data=resp.context.custom_data)
 
 
 def _wsgi_text(value: str) -> str:
