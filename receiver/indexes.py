@@ -240,19 +240,31 @@ class ConversionIndex:
         self._recorded: dict[tuple[str, str], str] = recorded if recorded is not None else {}
         self._locks = [threading.Lock() for _ in range(self.STRIPES)]
 
+    # Each method takes the key as sent and normalises it (pair_key) only when its click id is
+    # not already lower case: the ids we issue always are, so the usual postback pays one
+    # islower() per call rather than a function call.
+
     def claim(self, key: tuple[str, str]) -> threading.Lock:
         """The lock to hold (`with index.claim(key):`) from the duplicate check until the record is durable."""
-        return self._locks[hash(pair_key(*key)) % self.STRIPES]
+        if not key[0].islower():
+            key = pair_key(*key)
+        return self._locks[hash(key) % self.STRIPES]
 
     def is_recorded(self, key: tuple[str, str]) -> bool:
-        return pair_key(*key) in self._recorded
+        if not key[0].islower():
+            key = pair_key(*key)
+        return key in self._recorded
 
     def status(self, key: tuple[str, str]) -> str | None:
         """The status of the key's first recorded postback, None when it has none."""
-        return self._recorded.get(pair_key(*key))
+        if not key[0].islower():
+            key = pair_key(*key)
+        return self._recorded.get(key)
 
     def add(self, key: tuple[str, str], status: str) -> None:
-        self._recorded.setdefault(pair_key(*key), status)
+        if not key[0].islower():
+            key = pair_key(*key)
+        self._recorded.setdefault(key, status)
 
     def __len__(self) -> int:
         return len(self._recorded)

@@ -18,7 +18,11 @@ from __future__ import annotations
 import codecs
 import json
 import re
+import threading
 import zlib
+from collections.abc import Mapping
+from functools import partial
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -123,6 +127,8 @@ def normalise_click_id(click_id: str) -> str:
 def pair_key(click_id: str, transaction_id: str) -> tuple[str, str]:
     """A conversion's (click_id, transaction_id) as deduplicated: the click id normalised, and
     the transaction id too when it is the click id (a postback without one defaults to it)."""
+    if len(click_id) != 36 or click_id.islower():  # any id we issued: itself (inlined: once per postback)
+        return click_id, transaction_id
     canonical = normalise_click_id(click_id)
     return canonical, (canonical if transaction_id == click_id else transaction_id)
 
@@ -171,16 +177,16 @@ def parse_query(query: str) -> list[tuple[str, str]]:
     return parse_qsl(raw, keep_blank_values=True, errors="replace")
 
 
+_NONE_REPEATED: Mapping[str, list[Any]] = MappingProxyType({})
+
+
 class Params(dict):
     """A request's parameters: each name's first value (the one every decision uses), and in
     `repeated` every value, in order, of each name sent more than once: those go to
-    custom_data as a list (`custom_data`, `split_params`)."""
+    custom_data as a list (`custom_data`, `split_params`). No __init__ of its own: made as
+    fast as a dict, `repeated` set only when a name repeats."""
 
-    __slots__ = ("repeated",)
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.repeated: dict[str, list[Any]] = {}
+    repeated: Mapping[str, list[Any]] = _NONE_REPEATED
 
 
 def _pairs_params(pairs: list[tuple[str, Any]]) -> Params:
@@ -268,6 +274,8 @@ def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
 
 def _charset(options: dict[str, str], default: str = "utf-8") -> str:
     charset = options.get("charset") or default
+    if charset == "utf-8":
+        return charset  # the usual case, without a codec lookup
     try:
         return codecs.lookup(charset).name
     except LookupError:
@@ -305,6 +313,8 @@ def _as_utf8(body: bytes, options: dict[str, str]) -> bytes:
 
 def _parse_form(body: bytes, options: dict[str, str]) -> Params:
     charset = _charset(options)
+    if charset == "utf-8":  # a UTF-8 form reads exactly as a query string does, fast path included
+        return _pairs_params(parse_query(body.decode("latin-1")))
     # percent escapes are bytes of the form's charset too (a latin-1 form sends é as %E9)
     text = body.decode(charset, "replace")
     return _pairs_params(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace"))
@@ -357,8 +367,22 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     if too_deep:
         raise ParamError("invalid_body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
     if has_float:
-        data = json.loads(body, parse_float=JSONNumber, parse_int=_exact_int)
+        data = _exact_decoder().decode(body.decode("utf-8"))
     return data
+
+
+_decoders = threading.local()
+
+
+def _exact_decoder() -> json.JSONDecoder:
+    """This thread's JSON decoder that keeps numbers as sent (one per thread: building one per
+    body cost more than the parse itself)."""
+    decoder = getattr(_decoders, "decoder", None)
+    if decoder is None:
+        # the scanner hands parse_float only valid number literals: no need to check them again
+        decoder = _decoders.decoder = json.JSONDecoder(parse_float=partial(str.__new__, JSONNumber),
+                                                       parse_int=_exact_int)
+    return decoder
 
 
 def _exact_int(text: str) -> int | JSONNumber:
@@ -367,7 +391,7 @@ def _exact_int(text: str) -> int | JSONNumber:
         value = int(text)
         if -(2**63) <= value < 2**64:
             return value
-    return JSONNumber(text)
+    return str.__new__(JSONNumber, text)  # the scanner's own match: a valid literal
 
 
 def _json_shape(value: Any, limit: int) -> tuple[bool, bool]:
@@ -392,12 +416,16 @@ def merge_params(query_pairs: list[tuple[str, str]], body_params: dict[str, Any]
     name both carry, as it always has). A name sent more than once within the query, or
     within a form or multipart body, keeps every value in `repeated`."""
     merged = _pairs_params(query_pairs)
+    if not body_params:  # a GET: nothing to merge
+        return merged
     body_repeated = getattr(body_params, "repeated", None)
     for name, value in body_params.items():
         if name not in merged:
             merged[name] = value
             if body_repeated and name in body_repeated:
-                merged.repeated[name] = body_repeated[name]
+                if not merged.repeated:
+                    merged.repeated = {}
+                merged.repeated[name] = body_repeated[name]  # type: ignore[index]
     return merged
 
 
