@@ -59,6 +59,14 @@ status_updates = false              # false: a conversion's status is final at i
                                     #   with this secret (16+ characters; generated for you, unused
                                     #   until uncommented). Or signing_secret_env = "VARIABLE" to read
                                     #   it from the environment.
+# preset = "keitaro"
+                                    # ^ optional: the partner's platform (keitaro, affise, tapjoy,
+                                    #   ironsource, ayet, bitlabs), whose parameter names, statuses,
+                                    #   signature and answers it then speaks on its own URL
+                                    #   <public_url>/postback/<key>. A partner may set the same keys
+                                    #   itself, over its preset's: signature_scheme, [partners.params],
+                                    #   [partners.statuses], [partners.amounts], [partners.answers],
+                                    #   [partners.macros] (docs/configuration.md, Partner profiles)
 
 # An offer: what the partner pays for, and the share its affiliates or users earn.
 [[offers]]

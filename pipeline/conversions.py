@@ -12,6 +12,12 @@ the order pending < approved < rejected, the final status is the highest rank am
 the recorded status and the allowed updates, whatever order those updates arrive in;
 `status_history` lists the steps actually taken, in log order (seq).
 
+A profile partner's status its mapping does not know is `unknown` (pipeline.events): a
+conversion whose status is unknown does not count (not_counted_reason `unknown_status`),
+ranks below pending (a later approved or rejected update of a partner with status updates
+moves it), and an unknown update is never applied. A profile's reversal is a later
+`rejected` postback of the conversion it takes back, applied like any update.
+
 Amounts, commission and currency are those of the recorded postback (updates move
 the status, not the money). A later postback of the pair that sends a different
 amount, currency or commission is a conflicting duplicate: the recorded values are
@@ -35,7 +41,7 @@ from pipeline.schemas import polars_schema
 from receiver.contract.params import UUID_PATTERN
 
 KEY = ["click_id", "transaction_id"]
-STATUS_RANK = {"pending": 0, "approved": 1, "rejected": 2, "test": 3}
+STATUS_RANK = {"unknown": -1, "pending": 0, "approved": 1, "rejected": 2, "test": 3}
 UPDATE_STATUSES = ("approved", "rejected")
 
 
@@ -114,7 +120,8 @@ def status_steps(postbacks: pl.DataFrame) -> pl.DataFrame:
     rank = pl.col("status").replace_strict(STATUS_RANK, default=2, return_dtype=pl.Int8)
     moves = pl.col("is_recorded") | (pl.col("updates_on") & pl.col("status").is_in(UPDATE_STATUSES))
     rows = rows.with_columns(rank.alias("rank")).with_columns(
-        pl.when(moves).then(pl.col("rank")).otherwise(pl.lit(-1, dtype=pl.Int8)).alias("_eligible_rank"))
+        pl.when(moves).then(pl.col("rank")).otherwise(pl.lit(STATUS_RANK["unknown"], dtype=pl.Int8))
+        .alias("_eligible_rank"))
     # Most pairs are a recorded postback alone: nothing before it, nothing applied. Only the
     # pairs with duplicates need the window (and its sort within each pair).
     repeated = rows.filter(~pl.col("is_recorded")).select(KEY).unique()
@@ -269,7 +276,8 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
                           base_currency=base_currency, rate_col="payout_fx_rate", date_col="payout_fx_date")
     conv = conv.with_columns(mul(pl.col("affiliate_payout"), pl.col("payout_fx_rate")).alias("affiliate_payout_base"))
     expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
-    reason = (pl.when(pl.col("status") != "approved").then(pl.col("status"))
+    reason = (pl.when(pl.col("status") == "unknown").then(pl.lit("unknown_status"))
+              .when(pl.col("status") != "approved").then(pl.col("status"))
               .when(~pl.col("click_known")).then(pl.lit("click_unknown"))
               .when(expired).then(pl.lit("click_expired"))
               .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))

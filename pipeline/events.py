@@ -5,6 +5,13 @@ an inactive offer makes no click). Offer currency and revenue share come from th
 click's snapshot of the offer terms; only a click without a snapshot falls back to the
 current config (`terms_source` says which). Postbacks are every `kind = "postback"`
 record, refused ones too; `result` is the answer's result or, on refusal, its error code.
+
+A profile partner's postback (dialect `profile`) gets its status here, from its raw status
+and the partner's `[partners.statuses]` in the config of this run (`status_for`): fixing a
+mapping in config.toml and running the pipeline again corrects history. A reversal is
+`rejected` whatever its raw status. A partner no longer configured (or no longer with a
+profile) keeps the status the receiver wrote. The seed dialects' statuses are the receiver's,
+which the same vocabulary made.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import polars as pl
 from pipeline.money import MONEY
 from pipeline.schemas import polars_schema
 from receiver.contract.config import Config
+from receiver.contract.profiles import PROFILE_DIALECT, status_for
 
 
 def _offer_terms(config: Config | None) -> pl.DataFrame:
@@ -60,11 +68,31 @@ def build_clicks(events: pl.DataFrame, config: Config | None) -> pl.DataFrame:
     return clicks.sort("seq").cast(polars_schema("clicks"))  # type: ignore[arg-type]
 
 
-def build_postbacks(events: pl.DataFrame) -> pl.DataFrame:
-    """One row per postback request, in log order."""
+def build_postbacks(events: pl.DataFrame, config: Config | None = None) -> pl.DataFrame:
+    """One row per postback request, in log order (profile statuses mapped with `config`)."""
     columns = list(polars_schema("postbacks"))
     frame = events.filter(pl.col("kind") == "postback").with_columns(
         pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
         pl.coalesce("result", "error", pl.lit("unanswered")).alias("result"),
     )
+    frame = map_profile_statuses(frame, config)
     return frame.select(columns).sort("seq").cast(polars_schema("postbacks"))  # type: ignore[arg-type]
+
+
+def map_profile_statuses(postbacks: pl.DataFrame, config: Config | None) -> pl.DataFrame:
+    """`status` of every profile postback from its `status_raw` and its partner's current mapping."""
+    profile = (pl.col("dialect") == PROFILE_DIALECT).fill_null(False)
+    pairs = postbacks.filter(profile).select("key_partner_id", "status_raw").unique()
+    rows = []
+    for partner_id, raw in pairs.iter_rows():
+        partner = config.partners.get(partner_id) if config is not None and partner_id is not None else None
+        if partner is not None and partner.profile is not None:
+            rows.append((partner_id, raw, status_for(raw, partner.profile.statuses)))
+    mapped = pl.DataFrame(rows, schema={"key_partner_id": pl.String, "status_raw": pl.String,
+                                        "_mapped": pl.String}, orient="row")
+    joined = postbacks.join(mapped, on=["key_partner_id", "status_raw"], how="left", nulls_equal=True)
+    return joined.with_columns(
+        pl.when(profile & pl.col("reversal").fill_null(False)).then(pl.lit("rejected"))
+        .when(profile & pl.col("_mapped").is_not_null()).then(pl.col("_mapped"))
+        .otherwise(pl.col("status")).alias("status"),
+    ).drop("_mapped")

@@ -15,7 +15,13 @@ Sources:
   `invalid_signature`, `signature_expired`), with the sender's address in the detail;
 - requests to unknown paths that carry a click id (`wrong_path`);
 - recorded conversions that cannot count for a reason outside the partner's status:
-  `fx_missing`, `click_unknown`, `click_expired`, `no_offer_terms`.
+  `fx_missing`, `click_unknown`, `click_expired`, `no_offer_terms`;
+- every recorded or duplicate postback whose status value the partner's mapping does not
+  know (`unknown_status`): a profile partner's value its [partners.statuses] lacks (never
+  counted), or a seed dialect's value outside the seed vocabulary (counted as rejected, seed
+  003). The detail names the value and the config.toml line that would map it. It takes the
+  place of a duplicate's `duplicate`, `status_is_final` or `status_change_not_allowed`; a
+  conflicting duplicate and a counting reason keep theirs.
 """
 
 from __future__ import annotations
@@ -26,7 +32,10 @@ from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
 from receiver.contract.codes import HTTP_STATUS
-from receiver.contract.params import click_id_shape
+from receiver.contract.config import Config
+from receiver.contract.params import STATUS_MAP, click_id_shape
+from receiver.contract.profiles import PROFILE_DIALECT
+from receiver.contract.toml_lines import TomlLocator
 
 # Reasons a click id we did not find is told apart into, by its shape (receiver.contract.params.click_id_shape,
 # which also words the receiver's click_not_found message).
@@ -52,6 +61,7 @@ ERROR_REASONS = {
     "campaign_id_required": "missing_campaign_id",
     "campaign_mismatch": "campaign_mismatch",
     "click_expired": "click_expired",
+    "reversal_original_not_found": "reversal_original_not_found",
     "ip_not_allowed": "ip_not_allowed",
     "signature_required": "signature_required",
     "invalid_signature": "invalid_signature",
@@ -86,6 +96,9 @@ ERROR_REASONS = {
 AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "signature_expired")
 COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
 DUPLICATE_REASONS = ("duplicate", "conflicting_duplicate", "status_is_final", "status_change_not_allowed")
+UNKNOWN_STATUS = "unknown_status"
+# The reasons an unknown status takes the place of: they say only that the status did not move.
+UNKNOWN_REPLACES = ("duplicate", "status_is_final", "status_change_not_allowed")
 # A postback record with neither a result nor an error (postbacks.result says "unanswered").
 UNANSWERED = "unanswered"
 
@@ -104,7 +117,7 @@ def reasons_for_code(code: str) -> tuple[str, ...]:
 REASONS: tuple[str, ...] = tuple(dict.fromkeys([
     *CLICK_ID_REASONS.values(),
     *(reason for code in HTTP_STATUS for reason in reasons_for_code(code)),
-    *DUPLICATE_REASONS, *COUNTING_REASONS, "test_postback", UNANSWERED,
+    *DUPLICATE_REASONS, *COUNTING_REASONS, UNKNOWN_STATUS, "test_postback", UNANSWERED,
 ]))
 
 DETAILS = {
@@ -117,6 +130,11 @@ DETAILS = {
                         "tracking link, or the id comes from another network or environment; the partner must "
                         "send the click_id our redirect gave.",
     "click_expired": "The click had expired when the postback arrived.",
+    "reversal_original_not_found": "Refused: a reversal (a negative amount) names a transaction this click has "
+                                   "no conversion for; the platform retries it, and it applies once the "
+                                   "conversion is recorded.",
+    UNKNOWN_STATUS: "A status value the partner's mapping does not know: a profile partner's conversion with it "
+                    "does not count; a seed dialect counts it as rejected (seed 003).",
     "key_of_another_partner": "The api key belongs to another partner than the one owning the click's offer.",
     "wrong_api_key": "The api key belongs to no partner (wrong, or regenerated).",
     "missing_api_key": "No api key was sent (api_key parameter, X-API-Key header, or in the path).",
@@ -132,10 +150,12 @@ DETAILS = {
     "ip_not_allowed": "Refused: the sender's address is not in the partner's allowed_ips (config.toml). If the "
                       "address below is the partner's, add it; otherwise the request is not from them.",
     "signature_required": "Refused: this partner has a signing_secret and the postback carried no X-Signature "
-                          "and X-Timestamp headers; the partner must sign its postbacks.",
+                          "and X-Timestamp headers (or, for a profile with a platform's signature_scheme, not that "
+                          "platform's signature); the partner must sign its postbacks.",
     "invalid_signature": "Refused: X-Signature is not the HMAC-SHA256 of this request (or X-Timestamp is not unix "
-                         "seconds): the partner signs with a wrong or old signing_secret, or the request was "
-                         "changed after signing. Send the partner its current secret.",
+                         "seconds; for a profile with a platform's signature_scheme: that platform's signature "
+                         "does not match): the partner signs with a wrong or old signing_secret, or the request "
+                         "was changed after signing. Send the partner its current secret.",
     "signature_expired": "Refused: a correctly signed postback whose X-Timestamp is outside the allowed window: "
                          "the sender's clock is off, or the request was replayed late. Ask the partner to check "
                          "its clock and resend.",
@@ -220,8 +240,56 @@ def sender_text() -> pl.Expr:
                          forwarded, pl.lit("."))
 
 
+def unknown_statuses(postbacks: pl.DataFrame, config: Config | None) -> pl.DataFrame:
+    """(event_id, unknown_detail) of every recorded or duplicate postback whose status value the
+    partner's mapping does not know: a profile's `unknown`, or a seed dialect's value outside the
+    seed vocabulary (which counts as rejected)."""
+    raw = pl.col("status_raw").str.strip_chars().str.to_lowercase()
+    profile = (pl.col("dialect") == PROFILE_DIALECT).fill_null(False)
+    unknown = postbacks.filter(
+        pl.col("result").is_in(["recorded", "duplicate"])
+        & pl.when(profile).then(pl.col("status") == "unknown")
+        .otherwise(raw.is_not_null() & (raw != "") & ~raw.is_in(list(STATUS_MAP))).fill_null(False)
+    ).with_columns(pl.coalesce("key_partner_id", "partner_id").alias("_partner"), profile.alias("_profile"))
+    lines = _partner_lines(config)
+    texts = {key: _unknown_text(*key, config, lines)
+             for key in unknown.select("_partner", "status_raw", "_profile").unique().iter_rows()}
+    details = [texts[key] for key in unknown.select("_partner", "status_raw", "_profile").iter_rows()]
+    return unknown.select("event_id").with_columns(pl.Series("unknown_detail", details, dtype=pl.String))
+
+
+def _partner_lines(config: Config | None) -> dict[str, tuple[str, int | None]]:
+    """partner id -> (config file name, line of its [partners.statuses], else of its [[partners]])."""
+    if config is None or config.path is None:
+        return {}
+    try:
+        locate = TomlLocator(config.path.read_text(encoding="utf-8"))
+    except OSError:
+        return {}
+    return {partner_id: (config.path.name, locate.line_of_path("partners", i, ("statuses",)))
+            for i, partner_id in enumerate(config.partners)}
+
+
+def _unknown_text(partner_id: str | None, raw: str, profile: bool, config: Config | None,
+                  lines: dict[str, tuple[str, int | None]]) -> str:
+    where = lines.get(partner_id or "")
+    at = f"{where[0]} line {where[1]}" if where and where[1] else "config.toml"
+    partner = config.partners.get(partner_id or "") if config is not None else None
+    value = raw.strip().lower()
+    if profile:
+        preset = f" (preset {partner.profile.preset})" if partner and partner.profile and partner.profile.preset \
+            else ""
+        return (f"Status {raw!r} is not in partner {partner_id!r}'s [partners.statuses]{preset}: not counted. "
+                f"{at}: add \"{value}\" to [partners.statuses] approved = [...] (or pending, or rejected) and "
+                "run the pipeline again: history is corrected.")
+    return (f"Status {raw!r} is not in the seed vocabulary: counted as rejected (seed 003). To map it, give "
+            f"partner {partner_id!r} ({at}) a [partners.statuses] table with \"{value}\" and send its postbacks "
+            "to its own /postback/{key} URL.")
+
+
 def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataFrame,
-                 conversions: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
+                 conversions: pl.DataFrame, history: PairHistory | None = None,
+                 config: Config | None = None) -> pl.DataFrame:
     schema = polars_schema("postback_issues")
     base_cols = [c for c in schema if c not in ("reason", "nearest_click_id", "detail", "kind", "path")]
 
@@ -255,8 +323,24 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         "event_id", pl.col("not_counted_reason").alias("reason"))
     recorded = postbacks.join(counting, on="event_id", how="inner").with_columns(
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"), pl.lit(None, dtype=pl.String).alias("own_detail"))
-    from_postbacks = pl.concat([
+    listed = pl.concat([
         f.select(*base_cols, "reason", "nearest_click_id", "own_detail") for f in (refused, dupes, recorded)
+    ])
+    # An unknown status takes the place of a reason that says only that the status did not move,
+    # and gets a row of its own where there is none; other reasons keep theirs.
+    unknown = unknown_statuses(postbacks, config)
+    replace = pl.col("unknown_detail").is_not_null() & pl.col("reason").is_in(UNKNOWN_REPLACES)
+    listed = listed.join(unknown, on="event_id", how="left").with_columns(
+        pl.when(replace).then(pl.lit(UNKNOWN_STATUS)).otherwise(pl.col("reason")).alias("reason"),
+        pl.when(replace).then(pl.col("unknown_detail")).otherwise(pl.col("own_detail")).alias("own_detail"),
+    ).drop("unknown_detail")
+    unknown_rows = postbacks.join(unknown.join(listed.select("event_id"), on="event_id", how="anti"),
+                                  on="event_id", how="inner").with_columns(
+        pl.lit(UNKNOWN_STATUS).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+        pl.col("unknown_detail").alias("own_detail"))
+    from_postbacks = pl.concat([
+        listed.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
+        unknown_rows.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
     ]).join(events.select("event_id", "kind", "path", "remote_addr", "forwarded_for"), on="event_id", how="left")
     from_postbacks = from_postbacks.with_columns(
         pl.when(pl.col("reason").is_in(AUTH_REASONS)).then(sender_text()).otherwise(pl.col("own_detail"))
@@ -307,6 +391,15 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "another network or from a test or staging environment",
      "Send the click_id our redirect gave for this click (capture it from the landing URL at the click), to "
      "the receiver that issued it; nearest_click_id shows a close match of ours when there is one"),
+    ("reversal_original_not_found", "A reversal answers 404 reversal_original_not_found",
+     "The reversal's reverses parameter (e.g. BitLabs' REF) names a transaction id no recorded conversion of this "
+     "click has: it came before the conversion, or names another id",
+     "Nothing to do if the conversion comes later: the platform's retry applies it. Otherwise check which "
+     "parameter carries the original transaction id ([partners.amounts] reverses)"),
+    (UNKNOWN_STATUS, "A conversion shows status unknown (or rejected, for a seed dialect) and does not count",
+     "The partner sends a status value its [partners.statuses] mapping does not list (e.g. Keitaro's sale)",
+     "Add the value to approved, pending or rejected in the partner's [partners.statuses] (the detail names the "
+     "config.toml line) and run the pipeline again: the log keeps the raw status, so history is corrected"),
     ("click_expired", "Postback answers click_expired",
      "The conversion came after the offer's click lifetime (click_ttl_hours)",
      "Send postbacks within the click lifetime, or ask us to extend it for this offer"),
@@ -352,10 +445,13 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "It came from an address outside the partner's allowed_ips",
      "Send from your registered servers, or tell us the new addresses"),
     ("signature_required", "Postback answers signature_required",
-     "This partner must sign postbacks (X-Signature, X-Timestamp)", "Sign every postback as documented"),
+     "This partner must sign postbacks (X-Signature, X-Timestamp; or its platform's own signature: Tapjoy's "
+     "verifier, ironSource's signature, ayeT's X-Ayetstudios-Security-Hash, BitLabs' hash)",
+     "Sign every postback as documented; for a platform, set its secret key in the platform's dashboard"),
     ("invalid_signature", "Postback answers invalid_signature",
-     "Wrong or old signing secret, or the request changed after signing",
-     "Sign the exact bytes sent with the current secret"),
+     "Wrong or old signing secret, or the request changed after signing (a platform: signing_secret is not the "
+     "key the platform signs with, or for BitLabs public_url is not the address it calls)",
+     "Sign the exact bytes sent with the current secret; for a platform, copy its key into signing_secret"),
     ("signature_expired", "Postback answers signature_expired",
      "X-Timestamp is more than 300 s from our clock", "Sync the sender's clock (NTP); never replay old postbacks"),
     ("invalid_amount", "Postback answers 400 invalid_amount",

@@ -57,6 +57,7 @@ class RunSummary:
     counted: int = 0
     pending: int = 0
     rejected: int = 0
+    unknown: int = 0
     amount_base: Decimal = Decimal(0)
     affiliate_payout_base: Decimal = Decimal(0)
     margin_base: Decimal = Decimal(0)
@@ -84,7 +85,7 @@ class RunSummary:
             f"  postbacks    {self.postbacks:,} (recorded {self.results.get('recorded', 0):,}, duplicate "
             f"{self.results.get('duplicate', 0):,}, test {self.results.get('test', 0):,}, refused {refused:,})",
             f"  conversions  {self.conversions:,} (counted {self.counted:,}, pending {self.pending:,}, "
-            f"rejected {self.rejected:,})",
+            f"rejected {self.rejected:,}" + (f", unknown status {self.unknown:,}" if self.unknown else "") + ")",
             f"  earnings     {self.amount_base:,.2f} {cur} counted, {self.affiliate_payout_base:,.2f} {cur} to "
             f"affiliates and users, margin {self.margin_base:,.2f} {cur}",
         ]
@@ -111,7 +112,8 @@ CLICK_COLUMNS = ["kind", "result", "click_id", "seq", "offer_currency", "revenue
 
 
 def _postback_columns() -> list[str]:
-    wanted = {*schemas.polars_schema("postbacks"), "key_partner_id", "error", "kind", "result", "partner_id", "seq"}
+    wanted = {*schemas.polars_schema("postbacks"), "key_partner_id", "error", "kind", "result", "partner_id", "seq",
+              "reversal"}
     return [c for c in STAGED_SCHEMA if c in wanted]
 
 
@@ -145,7 +147,9 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         raise PipelineConsistencyError(problems)
     # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
     clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
-    postbacks = schemas.validate("postbacks", build_postbacks(staged.select(_postback_columns(), ("postback",))))
+    # the statuses of profile partners are mapped here, with this run's config: never cached
+    postbacks = schemas.validate("postbacks", build_postbacks(staged.select(_postback_columns(), ("postback",)),
+                                                              config))
     history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
     conversions = schemas.validate(
         "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
@@ -154,7 +158,8 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
     earnings = schemas.validate("earnings", build_earnings(conversions))
     issue_events = staged.select(_issue_columns(), ("postback", "unrouted"))
-    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history))
+    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history,
+                                                              config))
     del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
     tables = {
@@ -182,6 +187,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         counted=counted.height,
         pending=conversions.filter(pl.col("status") == "pending").height,
         rejected=conversions.filter(pl.col("status") == "rejected").height,
+        unknown=conversions.filter(pl.col("status") == "unknown").height,
         amount_base=counted["amount_base"].sum() or Decimal(0),
         affiliate_payout_base=counted["affiliate_payout_base"].sum() or Decimal(0),
         issues=dict(issues.group_by("reason").len().iter_rows()),

@@ -22,7 +22,8 @@ Cents = Annotated[pl.Decimal, 38, 2]
 Rate = Annotated[pl.Decimal, 38, 10]
 UtcTime = Annotated[pl.Datetime, "us", "UTC"]
 
-STATUSES = ["approved", "pending", "rejected", "test"]
+# `unknown`: a value a profile partner's [partners.statuses] does not map (never counted)
+STATUSES = ["approved", "pending", "rejected", "test", "unknown"]
 CURRENCY_RE = r"^[A-Z]{3}$"
 
 
@@ -77,12 +78,21 @@ class Postbacks(_Base):
     received_at: UtcTime = pa.Field(description="when the postback arrived, UTC, microseconds")
     route: str = pa.Field(nullable=True, description="route template, e.g. /api/postback")
     method: str = pa.Field(nullable=True)
-    dialect: str = pa.Field(nullable=True, description="network | publisher | peerclick | advertiser | earn")
+    dialect: str = pa.Field(nullable=True, description="network | publisher | peerclick | advertiser | earn | "
+                            "profile (a partner with a profile, on its own /postback/{key})")
+    preset: str = pa.Field(nullable=True, description="the profile partner's preset (keitaro, tapjoy...)")
     click_id: str = pa.Field(nullable=True, description="click id as sent (any alias), null when empty")
     transaction_id: str = pa.Field(nullable=True, description="transaction id; defaults to the click id")
     transaction_id_source: str = pa.Field(nullable=True, description="param | default")
     status_raw: str = pa.Field(nullable=True, description="status as sent; null when absent")
-    status: str = pa.Field(nullable=True, isin=STATUSES, description="normalised status")
+    status: str = pa.Field(nullable=True, isin=STATUSES, description="normalised status; for a profile partner "
+                           "mapped from status_raw with its [partners.statuses] of this run (unknown: a value "
+                           "the mapping does not know); a reversal is rejected")
+    reversal: bool = pa.Field(nullable=True, description="a profile's reversal: it takes back the conversion of "
+                              "its (click_id, transaction_id)")
+    reversal_transaction_id: str = pa.Field(nullable=True, description="a reversal's own transaction id as sent")
+    reversal_amount: Money = pa.Field(nullable=True, ge=0, description="the amount a reversal takes back, in "
+                                      "`currency`")
     amount: Money = pa.Field(nullable=True, ge=0, description="amount (or payout) in `currency`")
     commission: Money = pa.Field(nullable=True, ge=0, description="commission in `currency`")
     commission_sent: bool = pa.Field(nullable=True, description="whether a commission parameter was sent")
@@ -97,6 +107,9 @@ class Postbacks(_Base):
     product_id: str = pa.Field(nullable=True)
     click_source: str = pa.Field(nullable=True, description="link | earn")
     campaign_id: str = pa.Field(nullable=True, description="ClickWall campaign id (advertiser dialect)")
+    sent_user_id: str = pa.Field(nullable=True, description="the platform's own user id (a profile's user_id)")
+    sent_offer_id: str = pa.Field(nullable=True, description="the platform's own offer id (a profile's offer_id)")
+    survey_id: str = pa.Field(nullable=True, description="the platform's survey id (a profile's survey_id)")
     key_present: bool = pa.Field(nullable=True)
     key_source: str = pa.Field(nullable=True, description="path | header | param")
     key_partner_id: str = pa.Field(nullable=True, description="partner the api key belongs to")
@@ -121,7 +134,9 @@ class Conversions(_Base):
     status_history: pl.List(pl.String) = pa.Field(description="every status step, oldest first")
     status_updated_at: UtcTime = pa.Field(description="when `status` was set, UTC")
     counts: bool = pa.Field(description="approved, known unexpired click, and every needed fx rate present")
-    not_counted_reason: str = pa.Field(nullable=True, description="why counts is false; null when it counts")
+    not_counted_reason: str = pa.Field(nullable=True, description="why counts is false (pending, rejected, "
+                                       "unknown_status, click_unknown, click_expired, no_offer_terms, "
+                                       "fx_missing); null when it counts")
     amount: Money = pa.Field(ge=0, description="amount in `currency`")
     commission: Money = pa.Field(ge=0, description="commission sent, in `currency` (0 when none)")
     commission_sent: bool = pa.Field(nullable=True)
@@ -171,7 +186,8 @@ class Earnings(_Base):
     affiliate_payout_base: Money = pa.Field(ge=0, description="sum of counted shares, base currency")
     margin_base: Money = pa.Field(description="amount_base - affiliate_payout_base, base currency")
     pending: int = pa.Field(ge=0, description="pending conversions")
-    rejected: int = pa.Field(ge=0, description="rejected conversions (incl. unknown statuses)")
+    rejected: int = pa.Field(ge=0, description="rejected conversions (incl. values the seed dialects do not "
+                             "know; a profile's unknown status is neither pending nor rejected, and never counted)")
     approved_not_counted: int = pa.Field(ge=0, description="approved but expired, unknown click or fx missing")
 
 

@@ -45,19 +45,21 @@ from receiver.contract.params import (
     split_params,
     vocabulary_for,
 )
+from receiver.contract.profiles import PROFILE_DIALECT
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 4  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: issue 12's
-# fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them
+STAGING_VERSION = 5  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
+# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
 
-# Record members staging leaves out: the line's framing, the format version, and the raw body
-# (no table reads it; the raw request stays in the log, where the click story reads it).
-# `body` and `body_encoding` are still read, to tell whether an amount was sent (amount_sent).
-NOT_STAGED = ("crc32", "v", "body", "body_encoding", "body_truncated")
+# Record members staging leaves out: the line's framing, the format version, the raw body and
+# the templated answer (no table reads them; the raw request and answer stay in the log, where
+# the click story reads them). `body` and `body_encoding` are still read, to tell whether an
+# amount was sent (amount_sent).
+NOT_STAGED = ("crc32", "v", "body", "body_encoding", "body_truncated", "answer_body")
 RAW_BODY = ("body", "body_encoding")
 FIELDS, CUSTOM_DATA = "fields", "custom_data"  # flattened into a column per key; kept as JSON text
 _TEXT_TYPES = (log_record.TEXT, log_record.DECIMAL, log_record.UTC_TIME)  # JSON strings: staged as text, then cast
@@ -214,10 +216,16 @@ def amount_sent(record: dict[str, Any], amount: Any) -> bool | None:
 
 
 def _raw_amount(record: dict[str, Any]) -> str | None:
-    """The amount parameter of the raw request, or None when it had none (or cannot be read)."""
-    body = record.get("body") or ""
+    """The amount parameter of the raw request, or None when it had none (or cannot be read).
+
+    A profile partner's postback names the parameter it read the amount from (amount_param): its
+    parameters are the profile's of that time, which the staged log must not depend on.
+    """
     fields = record.get(FIELDS)
     fields = fields if isinstance(fields, dict) else {}
+    if fields.get("dialect") == PROFILE_DIALECT:
+        return fields.get("amount_param")
+    body = record.get("body") or ""
     try:
         raw_body = base64.b64decode(body) if record.get("body_encoding") == "base64" else body.encode()
         body_params = parse_body(decode_body(raw_body, fields.get("content_encoding")), record.get("content_type"))
@@ -352,9 +360,9 @@ def _amount_sent(raw: pl.DataFrame) -> pl.Series:
     if ask.height:
         values = out.to_list()
         for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect",
-                              "content_encoding").iter_rows():
+                              "content_encoding", "amount_param").iter_rows():
             record = {"query": row[1], "body": row[2], "body_encoding": row[3], "content_type": row[4],
-                      "fields": {"dialect": row[5], "content_encoding": row[6]}}
+                      "fields": {"dialect": row[5], "content_encoding": row[6], "amount_param": row[7]}}
             values[row[0]] = _raw_amount(record) is not None
         out = pl.Series("amount_sent", values, dtype=pl.Boolean)
     return out

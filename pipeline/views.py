@@ -64,9 +64,9 @@ def kpis(wh: Warehouse, by: Sequence[str] = ("day",)) -> pl.DataFrame:
 
 
 def status_funnel(wh: Warehouse) -> pl.DataFrame:
-    """Conversions by status (approved, pending, rejected), and how many approved ones count."""
+    """Conversions by status (approved, pending, rejected, unknown), and how many approved ones count."""
     conv = wh.conversions
-    order = {"approved": 0, "pending": 1, "rejected": 2}
+    order = {"approved": 0, "pending": 1, "rejected": 2, "unknown": 3}
     table = conv.group_by("status").agg(
         pl.len().cast(pl.Int64).alias("conversions"),
         pl.col("counts").sum().cast(pl.Int64).alias("counted"),

@@ -23,6 +23,7 @@ import orjson
 
 from receiver.clicks import earn_click, link_click, link_probe
 from receiver.config_store import ConfigStore
+from receiver.contract.codes import is_permanent
 from receiver.contract.datadir import DataDir
 from receiver.contract.params import (
     DIALECTS,
@@ -34,6 +35,7 @@ from receiver.contract.params import (
     parse_body,
     parse_query,
 )
+from receiver.contract.profiles import PROFILE_DIALECT, Answer
 from receiver.contract.record import (
     ANY_RECORD_FIELDS,
     CLICK_FIELDS,
@@ -47,6 +49,7 @@ from receiver.errors import HTTP_STATUS, Refusal, code_for_status
 from receiver.log import LogRecordError, LogWriteError, SegmentWriter
 from receiver.openapi import OPENAPI_PATH, document_bytes
 from receiver.postbacks import PostbackInput, decide_postback, request_part
+from receiver.signatures import SIGNATURE_HEADERS, SignedRequest
 from receiver.snapshot import (
     build_sidecar,
     build_sidecar_in_child,
@@ -272,6 +275,7 @@ class RequestRecorder:
         resp.context.error = None
         resp.context.fields = {}
         resp.context.custom_data = {}
+        resp.context.answer_body = None
         limit = self.receiver.settings.max_body_bytes
         env = req.env
         if env.get("CONTENT_LENGTH") in (None, "", "0") and "HTTP_TRANSFER_ENCODING" not in env:
@@ -326,6 +330,7 @@ class RequestRecorder:
             user_agent=env.get("HTTP_USER_AGENT"),
             referer=env.get("HTTP_REFERER"),
             http_status=resp.status_code,
+            answer_body=ctx.get("answer_body"),
             result=ctx.result,
             error=ctx.error,
             fields=ctx.fields if "HTTP_CONTENT_ENCODING" not in env else
@@ -492,31 +497,48 @@ class PostbackResource:
         config = receiver.config
         env = req.env  # headers straight from the WSGI environ: get_header costs more than it gives here
         client_ip = config.client_ip(req.remote_addr, env.get("HTTP_X_FORWARDED_FOR"))
+        # The key in the path chooses a partner's profile before any parameter is read.
+        partner = config.partner_for_key(key) if key else None
+        profile = partner.profile if partner is not None else None
+        dialect = PROFILE_DIALECT if profile is not None else self.dialect
+        if profile is not None:
+            resp.context.answers, resp.context.answer_params = profile.answers, {}
         try:
             body_params = parse_body(req.context.content, req.content_type)
         except ParamError as exc:
             raise Refusal(exc.code, str(exc),
-                          fields=POSTBACK_FIELDS.partial(dialect=self.dialect, client_ip=client_ip)) from None
+                          fields=POSTBACK_FIELDS.partial(dialect=dialect, client_ip=client_ip)) from None
         params = merge_params(parse_query(req.query_string), body_params)
         signature = env.get("HTTP_X_SIGNATURE")
+        signed = SignedRequest({})
+        if profile is not None:
+            resp.context.answer_params = params
+            signed = profile_signed_request(req, params, config.public_url)
         data = PostbackInput(
-            self.dialect, params, env.get("HTTP_X_API_KEY"), key, client_ip=client_ip,
+            dialect, params, env.get("HTTP_X_API_KEY"), key, client_ip=client_ip,
             signature=signature, timestamp=env.get("HTTP_X_TIMESTAMP"),
             # Only a signature is checked against these bytes: build them only for one.
             signed_request=request_part(req.method, _request_line_path(env), _wsgi_text(req.query_string),
                                         req.context.body) if signature else b"",
+            partner=partner if profile is not None else None, signed=signed,
         )
         decision = decide_postback(data, config, receiver.clicks, req.context.received_at)
         resp.context.fields, resp.context.custom_data = decision.fields, decision.custom_data
         if decision.result == "test":
             resp.context.result = "test"
-            answer(resp, 200, {"ok": True, "result": "test"})
+            answer_success(resp, "test")
             return
         # The key stays locked from the duplicate check until the record is durable.
         with receiver.conversions.claim(decision.key):
-            result = "duplicate" if receiver.conversions.is_recorded(decision.key) else "recorded"
+            recorded = receiver.conversions.is_recorded(decision.key)
+            if decision.reversal and not recorded:
+                raise Refusal("reversal_original_not_found",
+                              f"this reversal takes back transaction {decision.key[1]!r} of click "
+                              f"{decision.key[0]!r}, which has no conversion (yet)",
+                              fields=decision.fields, custom_data=decision.custom_data)
+            result = "duplicate" if recorded else "recorded"
             resp.context.result = result
-            answer(resp, 200, {"ok": True, "result": result})
+            answer_success(resp, result)
             self.recorder.commit(req, resp)
             if result == "recorded":
                 receiver.conversions.add(decision.key, decision.fields["status"])
@@ -580,6 +602,39 @@ def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
                   fields=resp.context.fields, custom_data=resp.context.custom_data)
 
 
+def profile_signed_request(req: falcon.Request, params: dict[str, Any], public_url: str) -> SignedRequest:
+    """What a platform's signature covers (receiver.signatures): the query and path as sent, the
+    addresses the platform may have called (our public_url, and the Host it sent), the headers."""
+    env = req.env
+    host = env.get("HTTP_HOST")
+    bases = [public_url.rstrip("/")]
+    if host:
+        bases += [f"{env.get('wsgi.url_scheme', 'http')}://{host}", f"https://{host}"]
+    headers = {name: value for name in SIGNATURE_HEADERS
+               if (value := env.get("HTTP_" + name.upper().replace("-", "_"))) is not None}
+    return SignedRequest(params, _wsgi_text(req.query_string), _request_line_path(env), tuple(bases), headers)
+
+
+def answer_templated(resp: falcon.Response, template: Answer, status: int, params: dict[str, Any],
+                     error: str | None = None) -> None:
+    """An answer made from a profile's template; the log records its body (answer_body)."""
+    resp.status = template.status or status
+    body = template.render(params, error)
+    resp.data = body.encode("utf-8")
+    resp.content_type = template.content_type
+    resp.context.answer_body = body
+
+
+def answer_success(resp: falcon.Response, result: str) -> None:
+    """200 {"ok": true, "result": ...}, or the profile's success answer."""
+    answers = resp.context.get("answers")
+    if answers is not None and answers.success is not None and answers.success.body is not None:
+        answer_templated(resp, answers.success, 200, resp.context.answer_params)
+        return
+    success = answers.success if answers is not None else None
+    answer(resp, success.status if success is not None and success.status else 200, {"ok": True, "result": result})
+
+
 def _wsgi_text(value: str) -> str:
     """A WSGI string (latin-1 of the bytes received) as the UTF-8 text the sender wrote."""
     return value.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
@@ -626,7 +681,16 @@ def _refused(req: falcon.Request, resp: falcon.Response, exc: Refusal, params: A
         resp.context.fields = exc.fields
     if exc.custom_data is not None:
         resp.context.custom_data = exc.custom_data
-    answer(resp, exc.http_status, {"ok": False, "error": exc.code, "message": exc.message})
+    answers = resp.context.get("answers")
+    # A profile answers a refusal as its platform expects; a transient failure (5xx) keeps its
+    # status, so the platform retries.
+    template = answers.for_refusal(is_permanent(exc.code)) if answers is not None and exc.http_status < 500 \
+        else None
+    if template is not None and template.body is not None:
+        answer_templated(resp, template, exc.http_status, resp.context.answer_params, exc.code)
+        return
+    status = template.status if template is not None and template.status else exc.http_status
+    answer(resp, status, {"ok": False, "error": exc.code, "message": exc.message})
     if exc.code == "overloaded":
         resp.set_header("Retry-After", "1")
 
@@ -643,6 +707,7 @@ def answer_log_unavailable(resp: falcon.Response, exc: LogWriteError) -> None:
     """The answer to a request whose record could not be made durable: 503, never a 2xx."""
     log.error("answering 503: %s", exc)
     resp.context.result, resp.context.error = None, "log_unavailable"
+    resp.context.answer_body = None  # a profile's templated answer was not sent after all
     resp.location = None  # a 503 click must not redirect as if it had been recorded
     answer(resp, HTTP_STATUS["log_unavailable"], {"ok": False, "error": "log_unavailable"})
 

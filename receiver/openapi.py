@@ -49,6 +49,7 @@ POSTBACK_CODES = (
     "campaign_mismatch",
     "click_not_found",
     "click_expired",
+    "reversal_original_not_found",
     "invalid_amount",
     "invalid_commission",
     "invalid_currency",
@@ -136,16 +137,22 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
     names = postback_names(dialect)
     params: list[dict[str, Any]] = [_param_ref(name) for name, _ in names]
     params += [_param_ref(name) for name in POSTBACK_HEADERS]
+    description = ("Parameters are read alike from the query and from the body (the query wins a "
+                   "name both carry); every other parameter is kept as custom_data. A name sent more than "
+                   "once is read by its first value, and every value is kept in custom_data as a list. A "
+                   "HEAD is answered like the GET, without a body (and recorded like it). " + BODY_DESCRIPTION)
     if "{key}" in route:
         params.append(_param("key", "path", "the partner's api key (seed 001)", required=True))
+        description += (" For a partner with a profile in config.toml (a preset such as keitaro, tapjoy, "
+                        "ironsource, ayet, bitlabs, or its own [partners.params]), this is its own URL: the key "
+                        "chooses the profile, which names the parameters, maps the statuses, checks the "
+                        "platform's signature and answers as the platform expects (docs/configuration.md, "
+                        "Partner profiles); the names listed here are the seed 001 dialect's.")
     operation: dict[str, Any] = {
         "operationId": f"postback_{dialect}_{method}",
         "tags": ["postbacks"],
         "summary": f"{dialect} postback dialect",
-        "description": "Parameters are read alike from the query and from the body (the query wins a "
-        "name both carry); every other parameter is kept as custom_data. A name sent more than once is "
-        "read by its first value, and every value is kept in custom_data as a list. A HEAD is answered "
-        "like the GET, without a body (and recorded like it). " + BODY_DESCRIPTION,
+        "description": description,
         "parameters": params,
         "responses": {
             "200": {"$ref": "#/components/responses/PostbackAccepted"},

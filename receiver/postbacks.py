@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,11 +23,13 @@ from receiver.contract.params import (
     split_params,
     vocabulary_for,
 )
+from receiver.contract.profiles import PROFILE_DIALECT, PartnerProfile, status_for
 from receiver.contract.record import POSTBACK_FIELDS
 from receiver.contract.timeutil import format_utc
 from receiver.errors import Refusal
 from receiver.indexes import ClickIndex
-from receiver.params import parse_amount, parse_currency
+from receiver.params import parse_amount, parse_currency, parse_profile_amount
+from receiver.signatures import SignedRequest, platform_signature_failure, signature_present
 
 # What to check, by what the unknown click id looks like (receiver.contract.params.click_id_shape):
 # only an unfilled macro is a macro problem; a well-formed UUID points at where the click came from.
@@ -60,6 +63,10 @@ class PostbackInput:
     signature: str | None = None  # the X-Signature header, "sha256=<hex>"
     timestamp: str | None = None  # the X-Timestamp header, unix seconds
     signed_request: bytes = b""  # "{METHOD}.{path}?{query}." + body: what follows "{timestamp}."
+    # the "profile" dialect: the partner whose path key chose its profile, and what a platform
+    # signature covers (receiver.signatures)
+    partner: Partner | None = None
+    signed: SignedRequest = SignedRequest({})
 
 
 def signing_message(timestamp: str, method: str, path: str, query: str, body: bytes) -> bytes:
@@ -122,11 +129,16 @@ def auth_failure(partner: Partner, data: PostbackInput, now: datetime) -> tuple[
 
 @dataclass(frozen=True)
 class Decision:
-    """An accepted postback: `result` is "test", or "conversion" until dedup decides recorded/duplicate."""
+    """An accepted postback: `result` is "test", or "conversion" until dedup decides recorded/duplicate.
+
+    `reversal`: the postback takes back the conversion of its key (a profile's negative amount):
+    it is answered as a duplicate of that conversion, and refused when there is none.
+    """
 
     result: str
     fields: dict[str, Any]
     custom_data: dict[str, Any]
+    reversal: bool = False
 
     @property
     def key(self) -> tuple[str, str]:
@@ -139,6 +151,8 @@ def key_fingerprint(digest: bytes) -> str:
 
 
 def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:
+    if data.dialect == PROFILE_DIALECT:
+        return decide_profile_postback(data, config, clicks, now)
     raw, custom = split_params(data.params, vocabulary_for(data.dialect))
     key, key_source = None, None
     for source, value in (("path", data.path_key), ("header", data.header_key), ("param", raw["api_key"])):
@@ -189,7 +203,15 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
             fields["currency"], fields["currency_source"] = parse_currency(raw["currency"]), "param"
     except ParamError as exc:
         raise refuse(exc.code, str(exc)) from None
+    return _with_click(Decision("conversion", fields, custom), data, config, clicks, now, key_partner, refuse)
 
+
+def _with_click(decision: Decision, data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime,
+                key_partner: Partner | None, refuse: Callable[[str, str], Refusal]) -> Decision:
+    """The checks every dialect makes once its parameters are read: the click, its owner (and the
+    owner's allowlist and signature), the campaign, the expiry; then the currency's default."""
+    fields = decision.fields
+    click_id = fields["click_id"]
     click = clicks.get(click_id)
     if click is None:
         if key_partner is None and not config.any_public_partner:
@@ -208,7 +230,7 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
     if key_partner is None and (failure := auth_failure(partner, data, now)):
         raise refuse(*failure)  # a public partner's click: its allowlist and signature still apply
     if fields["status"] == "test":
-        return Decision("test", fields, custom)
+        return Decision("test", fields, decision.custom_data)
     if data.dialect == "advertiser":
         if not fields["campaign_id"]:
             raise refuse("campaign_id_required", "send campaign_id exactly as your postback URL gives it")
@@ -221,4 +243,115 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         # an offer no longer configured: the config's base currency, as for any amount without one
         fields["currency"] = offer.currency if offer else config.base_currency
         fields["currency_source"] = "offer" if offer else "default"
-    return Decision("conversion", fields, custom)
+    return decision
+
+
+# ---------------------------------------------------------------- partner profiles
+
+
+def _first_present(params: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
+    """(the first of `names` the request carries, its value), or (None, None)."""
+    for name in names:
+        if name in params:
+            return name, params[name]
+    return None, None
+
+
+def _names(names: tuple[str, ...]) -> str:
+    return " or ".join(names) if names else "(no parameter: see [partners.params])"
+
+
+def profile_signature_failure(partner: Partner, profile: PartnerProfile, data: PostbackInput,
+                              now: datetime) -> tuple[str, str] | None:
+    """The partner's allowlist, then its profile's signature scheme."""
+    if not partner.ip_allowed(data.client_ip):
+        return ("ip_not_allowed", f"postbacks for partner {partner.id!r} are not accepted from {data.client_ip}")
+    if profile.signature_scheme == "clickledger":
+        return signature_failure(partner, data, now)
+    if profile.signature_scheme == "none" or partner.signing_secret is None:
+        return None
+    return platform_signature_failure(profile, partner.signing_secret, data.signed)
+
+
+def decide_profile_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:
+    """A postback on the own URL (`/postback/{key}`) of a partner with a profile: its parameters,
+    amounts, statuses and signature as its platform sends them (receiver.contract.profiles).
+
+    The status is mapped for the record (an unmapped value is `unknown`), but only the raw
+    status is authoritative: the pipeline maps it again with the config of its run. A negative
+    amount is refused, or with negative = "reversal" becomes a reversal of the conversion the
+    profile's `reverses` parameter names: a rejected status step of that (click_id,
+    transaction_id), never a conversion of its own.
+    """
+    partner = data.partner
+    assert partner is not None and partner.profile is not None, "the app routes only profile partners here"
+    profile = partner.profile
+    raw, custom = split_params(data.params, profile.params)
+    amount_param, amount_sent = _first_present(data.params, profile.params.get("amount", ()))
+    digest = key_digest(data.path_key or "")
+    status_raw = raw["status"] or None
+    fields = POSTBACK_FIELDS.new(
+        dialect=PROFILE_DIALECT,
+        click_id=raw["click_id"] or None,
+        status_raw=status_raw,
+        status=status_for(status_raw, profile.statuses),
+        commission_sent=bool(raw["commission"]),
+        key_present=True,
+        key_source="path",
+        key_fingerprint=key_fingerprint(digest),
+        key_partner_id=partner.id,
+        client_ip=data.client_ip,
+        signature_present=bool(data.signature) if profile.signature_scheme in ("clickledger", "none")
+        else signature_present(profile.signature_scheme, data.signed),
+        preset=profile.preset,
+        sent_user_id=raw["user_id"] or None,
+        sent_offer_id=raw["offer_id"] or None,
+        survey_id=raw["survey_id"] or None,
+        amount_param=amount_param if raw["amount"] else None,
+        reversal=False,
+    )
+
+    def refuse(code: str, message: str) -> Refusal:
+        return Refusal(code, message, fields=fields, custom_data=custom)
+
+    if failure := profile_signature_failure(partner, profile, data, now):
+        raise refuse(*failure)
+    if fields["status"] == "test":
+        return Decision("test", fields, custom)
+    click_id = fields["click_id"]
+    if not click_id:
+        raise refuse("click_id_required", f"send the click id as {_names(profile.params['click_id'])}")
+    fields["transaction_id"] = raw["transaction_id"] or click_id
+    fields["transaction_id_source"] = "param" if raw["transaction_id"] else "default"
+    fmt = profile.amounts
+    try:
+        amount, negative = parse_profile_amount(raw["amount"] or "0", fmt, "invalid_amount", "amount")
+        commission, negative_commission = parse_profile_amount(raw["commission"] or "0", fmt, "invalid_commission",
+                                                               "commission")
+        if raw["currency"]:
+            fields["currency"], fields["currency_source"] = parse_currency(raw["currency"]), "param"
+    except ParamError as exc:
+        raise refuse(exc.code, str(exc)) from None
+    _, reverses = _first_present(data.params, fmt.reverses)
+    reverses = reverses if isinstance(reverses, str) else None if reverses is None else str(reverses)
+    prefixed = bool(fmt.reversal_prefix) and reverses is not None and reverses.startswith(fmt.reversal_prefix)
+    if (negative or negative_commission or prefixed) and fmt.negative != "reversal":
+        what = "amount" if negative else "commission"
+        raise refuse(f"invalid_{what}", f"{what} is negative ({str(amount_sent)[:40]!r}): this partner's profile "
+                                        "refuses negative amounts (a platform that reverses conversions with them "
+                                        "needs [partners.amounts] negative = \"reversal\")")
+    if negative or negative_commission or prefixed:
+        original = (reverses or "").strip()
+        if prefixed:
+            original = original[len(fmt.reversal_prefix):].strip()
+        if not original:
+            raise refuse("invalid_amount", "a negative amount is a reversal for this partner: name the conversion "
+                                           f"it takes back in {_names(fmt.reverses)}")
+        fields.update(transaction_id=original, transaction_id_source="reverses", status="rejected", amount=None,
+                      commission=None, commission_sent=False, reversal=True,
+                      reversal_transaction_id=raw["transaction_id"] or None, reversal_amount=amount)
+        decision = Decision("conversion", fields, custom, reversal=True)
+    else:
+        fields.update(amount=amount, commission=commission)
+        decision = Decision("conversion", fields, custom)
+    return _with_click(decision, data, config, clicks, now, partner, refuse)

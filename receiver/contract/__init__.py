@@ -10,6 +10,8 @@
 - `codes`: the error codes the receiver answers, and their HTTP statuses;
 - `config`, `config_file`, `toml_lines`, `addresses`: the config model, reading and
   validating DATA/config.toml, and the IP helpers the model uses;
+- `profiles` (and the `presets` data files): partner profiles, how a platform's postback is
+  read, checked and answered, and `status_for`, the status mapping both sides apply;
 - `timeutil`: UTC timestamps as records hold them;
 - `datadir`: `DataDir`, every path under a data directory;
 - `files`: a directory's fsync and the one-writer lock.

@@ -20,6 +20,8 @@ HTTP_STATUS: dict[str, int] = {
     "signature_expired": 403,
     "click_not_found": 404,
     "click_expired": 410,
+    # a profile's reversal naming a conversion that was never recorded
+    "reversal_original_not_found": 404,
     # postback parameters that cannot be used
     "campaign_id_required": 400,
     "invalid_amount": 400,
@@ -49,3 +51,14 @@ HTTP_STATUS: dict[str, int] = {
     "log_unavailable": 503,
     "overloaded": 503,
 }
+
+# The refusals (4xx) a later retry of the same request can turn into a success: a reversal that
+# arrived before the conversion it takes back. Every other 4xx is permanent (a profile answers
+# it with its `permanent_refusal`); a 5xx (log_unavailable, overloaded, internal_error) is
+# transient and keeps its status, so the platform retries.
+RETRY_MAY_SUCCEED = frozenset({"reversal_original_not_found"})
+
+
+def is_permanent(code: str) -> bool:
+    """Whether no retry of a request refused with `code` can succeed."""
+    return HTTP_STATUS[code] < 500 and code not in RETRY_MAY_SUCCEED

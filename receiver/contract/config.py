@@ -12,8 +12,12 @@ import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from receiver.contract.addresses import IPNetwork, in_networks, parse_address
+
+if TYPE_CHECKING:
+    from receiver.contract.profiles import PartnerProfile
 
 CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
 # The currency of a config without base_currency, and of an offer without currency.
@@ -52,8 +56,13 @@ class Partner:
     status_updates: bool = False
     # None: any address may post for this partner's clicks; else only these networks.
     allowed_ips: tuple[IPNetwork, ...] | None = None
-    # Set: every postback for this partner must carry X-Signature / X-Timestamp (HMAC-SHA256).
+    # Set: every postback for this partner must be signed: X-Signature / X-Timestamp (HMAC-SHA256),
+    # or with a profile its signature_scheme's own signature (receiver/signatures.py).
     signing_secret: bytes | None = field(default=None, repr=False)
+    # None: a partner of the seed dialects, exactly as before profiles. Else how its own
+    # `/postback/{key}` URL reads, checks and answers its platform's postbacks
+    # (receiver.contract.profiles).
+    profile: PartnerProfile | None = field(default=None, compare=False)
 
     def ip_allowed(self, client_ip: str | None) -> bool:
         if self.allowed_ips is None:

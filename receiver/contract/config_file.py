@@ -34,6 +34,7 @@ from receiver.contract.config import (
     RevenueShare,
     User,
 )
+from receiver.contract.profiles import PROFILE_KEYS, resolve_profile
 from receiver.contract.toml_lines import TomlLocator
 
 # The keys a config file may hold: at the top, and in each [[table]] (required, optional).
@@ -41,7 +42,7 @@ TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "partn
              "links", "products", "users"}
 TABLE_KEYS = {
     "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates",
-                          "allowed_ips", "signing_secret", "signing_secret_env"}),
+                          "allowed_ips", "signing_secret", "signing_secret_env", *PROFILE_KEYS}),
     "offers": ({"id", "partner", "url"}, {"status", "currency", "revenue_share", "click_ttl_hours"}),
     "links": ({"slug", "offer", "affiliate"}, set()),
     "products": ({"id", "offer", "task_url"}, {"click_ttl_hours"}),
@@ -84,7 +85,12 @@ def _networks(value: Any, what: str, fail) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
-def _signing_secret(entry: dict[str, Any], fail) -> bytes | None:
+# Our own X-Signature scheme's secret is at least this long; a platform's secret is whatever the
+# platform issued (a profile's signature_scheme), so only its presence is checked.
+MIN_SECRET_CHARS = 16
+
+
+def _signing_secret(entry: dict[str, Any], fail, min_chars: int = MIN_SECRET_CHARS) -> bytes | None:
     """signing_secret, or the environment variable signing_secret_env names (out of the file)."""
     if "signing_secret" in entry and "signing_secret_env" in entry:
         fail("give signing_secret or signing_secret_env, not both", "signing_secret_env")
@@ -99,8 +105,8 @@ def _signing_secret(entry: dict[str, Any], fail) -> bytes | None:
         return secret.encode("utf-8")
     if "signing_secret" in entry:
         secret = entry["signing_secret"]
-        if not isinstance(secret, str) or len(secret) < 16:
-            fail("signing_secret must be a string of at least 16 characters", "signing_secret")
+        if not isinstance(secret, str) or len(secret) < max(min_chars, 1):
+            fail(f"signing_secret must be a string of at least {max(min_chars, 1)} characters", "signing_secret")
         return secret.encode("utf-8")
     return None
 
@@ -190,8 +196,20 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         if "allowed_ips" in e:
             allowed = _networks(e["allowed_ips"], "allowed_ips",
                                 lambda m, i=i: fail_at(m, "partners", i, "allowed_ips"))
-        secret = _signing_secret(e, lambda m, key, i=i: fail_at(m, "partners", i, key))
-        partners[e["id"]] = Partner(e["id"], digest, auth, updates, allowed, secret)
+        profile = None
+        if any(key in e for key in PROFILE_KEYS):
+            if digest is None:
+                fail_at("a partner with a profile (preset, params, statuses...) is reached at its own "
+                        "/postback/{key} URL: give it api_key or api_key_sha256", "partners", i)
+
+            def fail_in(message: str, key_path: tuple[str, ...], i: int = i):
+                raise ConfigError(message, path=path, line=locate.line_of_path("partners", i, key_path))
+
+            profile, updates = resolve_profile(
+                e, fail_in, has_secret="signing_secret" in e or "signing_secret_env" in e)
+        min_chars = MIN_SECRET_CHARS if profile is None or profile.signature_scheme == "clickledger" else 1
+        secret = _signing_secret(e, lambda m, key, i=i: fail_at(m, "partners", i, key), min_chars)
+        partners[e["id"]] = Partner(e["id"], digest, auth, updates, allowed, secret, profile)
 
     def positive_hours(value: Any, table: str, i: int) -> float:
         if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:

@@ -161,6 +161,9 @@ MEMBERS = Shape("record", (
     Definition("user_agent", TEXT, "the User-Agent header", nullable=True),
     Definition("referer", TEXT, "the Referer header", nullable=True),
     Definition("http_status", INT, "the status we answered"),
+    Definition("answer_body", TEXT, "the body we answered when a partner's profile made it from a template "
+               "(`[partners.answers]` of config.toml, e.g. ironSource's `<eventId>:OK`); null for our own JSON "
+               "answers", nullable=True),
     Definition("result", TEXT, "on success: " + ", ".join(f"`{r}`" for r in RESULTS), nullable=True),
     Definition("error", TEXT, "on refusal: the error code we answered (`click_not_found`, `invalid_api_key`, "
                "...: receiver.contract.codes)", nullable=True),
@@ -212,16 +215,24 @@ TRACK_FIELDS = Shape("track fields", (
 POSTBACK_FIELDS = Shape("postback fields", (
     Definition("dialect", TEXT, "`network` (`/api/postback`, seed 003), `publisher` (`/postback/{key}`, seed "
                "001), `peerclick` (`/postback`, seed 002), `advertiser` (`/postback/advertiser`, seed 004), "
-               "`earn` (`/api/v1/earn/postback`, seed 000)"),
-    Definition("click_id", TEXT, "from `click_id`, `cid`, `clickid` or `clickId`; null when missing or empty", nullable=True),
-    Definition("transaction_id", TEXT, "from `transaction_id`, `txn`, `order_id`, `txid` or `transactionId`; "
-               "else the click id", nullable=True),
-    Definition("transaction_id_source", TEXT, "`param`, or `default` (the click id)", nullable=True),
-    Definition("status_raw", TEXT, "the status as sent; null when absent", nullable=True),
-    Definition("status", TEXT, "the status normalised: `approved`, `pending`, `rejected` (including unknown "
-               "values), `test`"),
-    Definition("amount", DECIMAL, "exact decimal (also from `payout`); `\"0\"` when not sent", nullable=True),
-    Definition("commission", DECIMAL, "exact decimal; `\"0\"` when not sent", nullable=True),
+               "`earn` (`/api/v1/earn/postback`, seed 000), `profile` (`/postback/{key}` of a partner with a "
+               "profile: its parameters are the profile's, docs/configuration.md)"),
+    Definition("click_id", TEXT, "from `click_id`, `cid`, `clickid` or `clickId` (a profile: its `click_id` "
+               "parameters); null when missing or empty", nullable=True),
+    Definition("transaction_id", TEXT, "from `transaction_id`, `txn`, `order_id`, `txid` or `transactionId` (a "
+               "profile: its `transaction_id` parameters; a reversal: the transaction it takes back); else the "
+               "click id", nullable=True),
+    Definition("transaction_id_source", TEXT, "`param`, `default` (the click id) or `reverses` (a reversal: "
+               "the profile's `reverses` parameter)", nullable=True),
+    Definition("status_raw", TEXT, "the status as sent; null when absent. For a profile partner this is the "
+               "status: the pipeline maps it with the partner's `[partners.statuses]` at each run", nullable=True),
+    Definition("status", TEXT, "the status normalised when it arrived: `approved`, `pending`, `rejected` (for "
+               "the seed dialects including unknown values; a reversal is `rejected`), `test`, or `unknown` (a "
+               "value a profile's mapping does not know)"),
+    Definition("amount", DECIMAL, "exact decimal (also from `payout`; a profile: its `amount` parameters, read "
+               "in its amount format); `\"0\"` when not sent; null for a reversal (see `reversal_amount`)",
+               nullable=True),
+    Definition("commission", DECIMAL, "exact decimal; `\"0\"` when not sent; null for a reversal", nullable=True),
     Definition("commission_sent", BOOL, "whether a commission was sent (else the offer's revenue share applies)"),
     Definition("currency", TEXT, "upper-case ISO 4217 code of `amount` and `commission`", nullable=True),
     Definition("currency_source", TEXT, "`param`, `offer` (the offer's currency) or `default` (the config's "
@@ -236,7 +247,9 @@ POSTBACK_FIELDS = Shape("postback fields", (
                "`remote_addr` is one (config `trusted_proxies`)", nullable=True),
     Definition("signature_present", BOOL, "whether an `X-Signature` header came (a partner with "
                "`signing_secret` requires it; refusals: `signature_required`, `invalid_signature`, "
-               "`signature_expired`)"),
+               "`signature_expired`); for a profile with a platform's `signature_scheme`, whether that "
+               "platform's signature came (Tapjoy's `verifier`, ironSource's `signature`, ayeT's "
+               "`X-Ayetstudios-Security-Hash`, BitLabs' `hash`)"),
     Definition("partner_id", TEXT, "the click's partner, when the click is known", nullable=True),
     Definition("offer_id", TEXT, "the click's offer, when the click is known", nullable=True),
     Definition("affiliate_id", TEXT, "the click's affiliate, when the click is known", nullable=True),
@@ -245,6 +258,24 @@ POSTBACK_FIELDS = Shape("postback fields", (
     Definition("click_source", TEXT, "the click's `source` (`link` or `earn`), when the click is known", nullable=True),
     Definition("status_updates", BOOL, "the owning partner's `status_updates` setting when the postback "
                "arrived", nullable=True),
+    Definition("preset", TEXT, "the partner's `preset` (e.g. `keitaro`); null for a profile without one",
+               nullable=True, only="profile postbacks"),
+    Definition("sent_user_id", TEXT, "the platform's own user id, from the profile's `user_id` parameters",
+               nullable=True, only="profile postbacks"),
+    Definition("sent_offer_id", TEXT, "the platform's own offer id, from the profile's `offer_id` parameters",
+               nullable=True, only="profile postbacks"),
+    Definition("survey_id", TEXT, "the platform's survey id, from the profile's `survey_id` parameters",
+               nullable=True, only="profile postbacks"),
+    Definition("amount_param", TEXT, "the parameter the amount was read from; null when none was sent (then "
+               "`amount` is `\"0\"`)", nullable=True, only="profile postbacks"),
+    Definition("reversal", BOOL, "true when the postback takes back an earlier conversion (a negative amount, "
+               "or ayeT's `r-` transaction id, on a profile with `negative = \"reversal\"`): recorded against "
+               "that conversion's (click_id, transaction_id) as a `rejected` status step, never as a conversion "
+               "of its own", only="profile postbacks"),
+    Definition("reversal_transaction_id", TEXT, "a reversal's own transaction id as sent", nullable=True,
+               only="reversals"),
+    Definition("reversal_amount", DECIMAL, "the amount a reversal takes back (its absolute value), in "
+               "`currency`", nullable=True, only="reversals"),
 ))
 
 PROBE_FIELDS = Shape("probe fields", (

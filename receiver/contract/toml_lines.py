@@ -50,3 +50,55 @@ class TomlLocator:
             if in_scope and key_re is not None and key_re.match(line):
                 return number
         return header_line
+
+    def line_of_path(self, table: str | None, index: int, path: tuple[str, ...] | list[str]) -> int | None:
+        """The line of a key nested in the n-th [[table]] entry (the top of the file when table
+        is None), e.g. ("statuses", "approved") of a partner.
+
+        The key may be written under a sub-table header (`[partners.statuses]` then
+        `approved = ...`), dotted (`statuses.approved = ...`) or inside an inline table
+        (`statuses = { approved = [...] }`: that line). The deepest line found on the way to
+        the key wins; without one, the entry's own `[[table]]` line (None at the top).
+        """
+        target = tuple(path)
+        best_depth, best_line = -1, None
+        in_scope, scope, seen = table is None, (), -1
+        entry_line = None
+        for number, raw in enumerate(self.lines, start=1):
+            line = raw.strip()
+            if line.startswith("["):
+                is_array = line.startswith("[[")
+                name = line.lstrip("[").split("]")[0].strip()
+                parts = _key_parts(name)
+                if table is None:
+                    in_scope, scope = not is_array, tuple(parts)
+                elif is_array and name == table:
+                    seen += 1
+                    in_scope, scope = seen == index, ()
+                    if in_scope:
+                        entry_line = number
+                    continue
+                elif parts[:1] == [table] and seen == index and entry_line is not None:
+                    in_scope, scope = True, tuple(parts[1:])
+                else:
+                    in_scope = False
+                if in_scope and scope and target[:len(scope)] == scope and len(scope) > best_depth:
+                    best_depth, best_line = len(scope), number
+                continue
+            if not in_scope:
+                continue
+            match = _KEY_RE.match(line)
+            if match is None:
+                continue
+            full = scope + tuple(_key_parts(match.group(1)))
+            if target[:len(full)] == full and len(full) > best_depth:
+                best_depth, best_line = len(full), number
+        return best_line if best_line is not None else entry_line
+
+
+_KEY_RE = re.compile(r"((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*'))*)\s*=")
+
+
+def _key_parts(key: str) -> list[str]:
+    """The parts of a dotted TOML key, unquoted: `a."b.c"` -> ["a", "b.c"]."""
+    return [part.strip().strip("\"'") for part in re.findall(r"\"[^\"]*\"|'[^']*'|[^.]+", key)]

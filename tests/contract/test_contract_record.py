@@ -81,6 +81,10 @@ def test_complete_fields_are_exactly_their_kinds_in_contract_order(every_kind: l
         if rec["kind"] == "click" and rec["result"] == "click":
             origin = "slug" if rec["fields"]["source"] == "link" else "task_url"
             assert keys == [*record.CLICK_FIELDS.always, origin]
+        elif rec["kind"] == "postback" and rec["fields"].get("dialect") == "profile" and rec["fields"].get("status"):
+            # a profile's postback: every key, then the `only` keys it holds, in contract order
+            assert keys == [name for name in record.POSTBACK_FIELDS.names
+                            if name in record.POSTBACK_FIELDS.always or name in rec["fields"]]
         elif rec["kind"] == "postback" and rec["http_status"] != 405 and rec["error"] != "invalid_body":
             assert keys == list(record.POSTBACK_FIELDS.always)
         elif rec["kind"] == "track" and rec["result"] == "tracked":

@@ -61,6 +61,24 @@ def test_every_package_is_installed() -> None:
     assert found <= listed, f"packages missing from [tool.setuptools] packages: {sorted(found - listed)}"
 
 
+def test_every_data_file_of_a_package_is_installed() -> None:
+    """A package's files other than Python (the platform presets) ship only when
+    [tool.setuptools.package-data] names them: an editable install would hide their absence."""
+    import fnmatch
+    import tomllib
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["tool"]["setuptools"].get(
+        "package-data", {})
+    data_files = [path for top in ("receiver", "pipeline", "clickledger") for path in (REPO / top).rglob("*")
+                  if path.is_file() and path.suffix not in (".py", ".pyc") and "__pycache__" not in path.parts]
+    assert any(path.parent.name == "presets" for path in data_files)
+    for path in data_files:
+        package = ".".join(path.parent.relative_to(REPO).parts)
+        patterns = declared.get(package, [])
+        assert any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns), \
+            f"{path.relative_to(REPO)} is not in [tool.setuptools.package-data] {package!r}"
+
+
 @pytest.mark.skipif(not (REPO / ".git").exists(), reason="not a git checkout")
 @pytest.mark.parametrize(("path", "ignored"), [
     ("notebooks/__marimo__/session/overview.py.json", True),

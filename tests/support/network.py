@@ -1,7 +1,8 @@
 """The test networks and how to replace a config under a running app.
 
-- TEST_CONFIG: a small config.toml with every kind of partner, offer, link, product and user;
-  the `data_dir` fixture (tests/conftest.py) writes it.
+- TEST_CONFIG: a small config.toml with every kind of partner (one with a profile: the keitaro
+  preset, reversals, a templated answer), offer, link, product and user; the `data_dir`
+  fixture (tests/conftest.py) writes it.
 - AUTH_CONFIG: TEST_CONFIG plus partners that fence (allowed_ips) and sign (signing_secret)
   their postbacks, behind trusted proxies.
 """
@@ -141,6 +142,33 @@ token = "tok-1"
 [[users]]
 id = "u2"
 token = "tok-2"
+
+[[partners]]
+id = "prof"
+api_key = "key-prof"
+preset = "keitaro"
+
+[partners.params]
+user_id = ["uid"]
+offer_id = ["oid"]
+survey_id = ["sid"]
+
+[partners.amounts]
+negative = "reversal"
+reverses = ["ref"]
+
+[partners.answers]
+success = {{ status = 200, body = "OK {{tid}}" }}
+
+[[offers]]
+id = "prof-offer"
+partner = "prof"
+url = "https://prof.example/"
+
+[[links]]
+slug = "prof-1"
+offer = "prof-offer"
+affiliate = "aff5"
 """
 
 

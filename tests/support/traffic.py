@@ -16,8 +16,9 @@ from typing import Any
 FX_RATES = "date,currency,rate\n2023-12-01,EUR,1.1\n2023-12-01,GBP,1.25\n"
 
 
-def send_every_kind(harness: Any) -> dict[str, Any]:
-    """Send the traffic; {label: Exchange} of every request, in the order sent."""
+def send_every_kind(harness: Any, profiles: bool = True) -> dict[str, Any]:
+    """Send the traffic; {label: Exchange} of every request, in the order sent. `profiles`: with
+    the postbacks of the partner with a profile (False: the seed dialects' traffic alone)."""
     sent: dict[str, Any] = {}
 
     def get(label: str, path: str, **kwargs: Any) -> Any:
@@ -79,6 +80,8 @@ def send_every_kind(harness: Any) -> dict[str, Any]:
     post("postback earn", "/api/v1/earn/postback", json={"click_id": earn, "amount": "2.5", "status": "completed"})
     post("postback earn second user", "/api/v1/earn/postback", json={"click_id": earn2, "amount": "4"})
     post("postback earn reversal", "/api/v1/earn/postback", json={"click_id": earn2, "status": "reversed"})
+    if profiles:
+        send_profile_postbacks(get)
     get("postback invalid key", "/api/postback", params={"click_id": alpha, "api_key": "wrong"})
     get("postback key of another partner", "/api/postback", params={"click_id": alpha, "api_key": "key-beta"})
     get("postback click not found", "/api/postback", params={"click_id": "{click_id}", "api_key": "key-alpha"})
@@ -98,6 +101,22 @@ def send_every_kind(harness: Any) -> dict[str, Any]:
     get("health", "/healthz")
     get("openapi", "/openapi.json")
     return sent
+
+
+def send_profile_postbacks(get: Any) -> None:
+    """A partner with a profile, on its own URL: mapped statuses, a templated answer, reversals."""
+    prof = get("link click prof", "/t/prof-1").fields["click_id"]
+    profile_url = "/postback/key-prof"
+    get("postback profile", profile_url, params={"subid": prof, "tid": "k-1", "status": "lead", "payout": "7.50",
+                                                "uid": "u-9", "oid": "o-9", "sid": "s-9", "extra": "x"})
+    get("postback profile update", profile_url, params={"subid": prof, "tid": "k-1", "status": "sale"})
+    get("postback profile unknown status", profile_url, params={"subid": prof, "tid": "k-2", "status": "weird",
+                                                                "payout": "1"})
+    get("postback profile reversal", profile_url, params={"subid": prof, "tid": "k-r", "payout": "-7.50",
+                                                         "ref": "k-1"})
+    get("postback profile reversal of nothing", profile_url, params={"subid": prof, "tid": "k-r2",
+                                                                    "payout": "-1", "ref": "k-9"})
+    get("postback profile test", profile_url, params={"status": "test"})
 
 
 def send_every_way_of_sending(harness: Any) -> dict[str, Any]:
