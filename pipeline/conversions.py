@@ -38,10 +38,27 @@ from pipeline import fx
 from pipeline.errors import InconsistentEvent
 from pipeline.money import MONEY, mul, percent_of
 from pipeline.schemas import polars_schema
+from receiver.contract.params import UUID_PATTERN
 
 KEY = ["click_id", "transaction_id"]
 STATUS_RANK = {"unknown": -1, "pending": 0, "approved": 1, "rejected": 2, "test": 3}
 UPDATE_STATUSES = ("approved", "rejected")
+
+
+def with_pair_keys(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` with click_id and transaction_id as the receiver keys a pair
+    (receiver.contract.params.pair_key): a UUID click id in any case is the lower-case click,
+    and so is a transaction id that is the click id (the default when none was sent). The
+    postbacks table keeps the ids as sent; conversions and their checks join by these."""
+    raw = pl.col("click_id")
+    if frame.is_empty() or not frame.select(raw.str.contains("[A-F]").any()).item():
+        return frame  # the usual log: every id as we issued it, nothing to normalise
+    canonical = pl.when(raw.str.contains(f"^{UUID_PATTERN}$")).then(raw.str.to_lowercase()).otherwise(raw)
+    return frame.with_columns(
+        pl.when(pl.col("transaction_id") == raw).then(canonical).otherwise(pl.col("transaction_id"))
+        .alias("transaction_id"),
+        canonical.alias("click_id"),
+    )
 
 
 CONSISTENCY_COLUMNS = ["seq", "event_id", "click_id", "transaction_id", "result", "segment", "line_no", "amount",
@@ -54,7 +71,8 @@ def check_consistency(events: pl.DataFrame | pl.LazyFrame) -> list[InconsistentE
     Lazy input is read column-wise: only seq over all rows, then the few rows involved.
     """
     rows = events.lazy().select(CONSISTENCY_COLUMNS)
-    pb = rows.filter((pl.col("kind") == "postback") & pl.col("result").is_in(["recorded", "duplicate"])).collect().sort("seq", maintain_order=True)
+    pb = with_pair_keys(rows.filter((pl.col("kind") == "postback") & pl.col("result").is_in(["recorded", "duplicate"]))
+                        .collect().sort("seq", maintain_order=True))
     problems: list[InconsistentEvent] = []
 
     def add(frame: pl.DataFrame, problem) -> None:
@@ -89,6 +107,7 @@ def status_steps(postbacks: pl.DataFrame) -> pl.DataFrame:
     a duplicate that moved the status forward; `updates_on` is the partner setting
     that applied to the row (the row's own snapshot, else the recorded one's).
     """
+    postbacks = with_pair_keys(postbacks)
     recorded = postbacks.filter(pl.col("result") == "recorded")
     rec_updates = recorded.select(*KEY, pl.col("status_updates").alias("rec_status_updates"))
     cols = [*KEY, "seq", "event_id", "received_at", "status", "status_raw"]
@@ -146,6 +165,7 @@ def duplicate_conflicts(postbacks: pl.DataFrame) -> pl.DataFrame:
     never conflicts. Decimals compare by value: 10 equals 10.00.
     Columns: event_id, click_id, transaction_id, seq, conflict_detail.
     """
+    postbacks = with_pair_keys(postbacks)
     recorded = postbacks.filter(pl.col("result") == "recorded").select(
         *KEY, pl.col("seq").alias("rec_seq"), pl.col("amount").alias("rec_amount"),
         pl.col("currency").alias("rec_currency"), pl.col("commission").alias("rec_commission"))
@@ -207,7 +227,7 @@ def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> 
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
                       base_currency: str, history: PairHistory | None = None) -> pl.DataFrame:
     """The conversions table (see the module docstring for the rules)."""
-    recorded = postbacks.filter(pl.col("result") == "recorded").select(
+    recorded = with_pair_keys(postbacks.filter(pl.col("result") == "recorded")).select(
         *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
         pl.col("currency").alias("pb_currency"), pl.col("partner_id").alias("pb_partner_id"),
         pl.col("offer_id").alias("pb_offer_id"), pl.col("affiliate_id").alias("pb_affiliate_id"),

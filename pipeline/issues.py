@@ -70,6 +70,7 @@ ERROR_REASONS = {
     "invalid_commission": "invalid_commission",
     "invalid_currency": "invalid_currency",
     "invalid_body": "invalid_body",
+    "unsupported_content_encoding": "unsupported_content_encoding",
     # clicks
     "link_not_found": "link_not_found",
     "token_required": "token_required",
@@ -81,6 +82,13 @@ ERROR_REASONS = {
     "not_found": "wrong_path",
     "method_not_allowed": "method_not_allowed",
     "body_too_large": "body_too_large",
+    # refused by the HTTP server before any route (records of kind http_error)
+    "invalid_request_line": "invalid_request_line",
+    "invalid_header": "invalid_header",
+    "invalid_content_length": "invalid_content_length",
+    "invalid_chunked_body": "invalid_chunked_body",
+    "headers_too_large": "headers_too_large",
+    "transfer_encoding_not_supported": "transfer_encoding_not_supported",
     "internal_error": "internal_error",
     "log_unavailable": "log_unavailable",
     "overloaded": "overloaded",
@@ -158,6 +166,21 @@ DETAILS = {
     "invalid_currency": "Refused: currency is not a 3-letter ISO 4217 code (USD, EUR...).",
     "invalid_body": "Refused: the JSON body does not parse, is not an object of parameters, or is nested too "
                     "deep; the raw body is kept in the log.",
+    "unsupported_content_encoding": "Refused: the body's Content-Encoding is not gzip or deflate (br, zstd...); "
+                                    "the raw body is kept in the log.",
+    "invalid_request_line": "Refused by the HTTP server before any route: the request line is not valid HTTP "
+                            "(raw spaces, control characters or non-ASCII bytes in the URL); the escaped "
+                            "request line is in the log (fields.request_line).",
+    "invalid_header": "Refused by the HTTP server before any route: a header line is not valid HTTP (a bare "
+                      "CR or LF, a NUL, a space in a header name); the escaped head is in the log.",
+    "invalid_content_length": "Refused by the HTTP server before any route: Content-Length is not a "
+                              "number of bytes.",
+    "invalid_chunked_body": "Refused by the HTTP server before any route: the chunked body is malformed "
+                            "(a bad chunk size or a chunk not ended by CRLF).",
+    "headers_too_large": "Refused by the HTTP server before any route: the request line and headers are over "
+                         "64 KiB (usually a huge query string); the first 64 KiB are in the log.",
+    "transfer_encoding_not_supported": "Refused by the HTTP server before any route: a Transfer-Encoding other "
+                                       "than chunked.",
     "method_not_allowed": "Refused: sent with a method this route does not take (postbacks take GET or POST).",
     "body_too_large": "Refused: the request body is over the receiver's size limit (1 MiB by default).",
     "bad_request": "Refused: the request could not be read (malformed HTTP, headers or encoding).",
@@ -448,6 +471,30 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "nested more than 64 levels deep",
      "Send a JSON object such as {\"click_id\": \"...\", \"amount\": 5} with Content-Type: application/json, "
      "or put the parameters in the query string or a form body"),
+    ("unsupported_content_encoding", "Postback answers 415 unsupported_content_encoding",
+     "The body was compressed with a coding we do not decode (br, zstd, compress)",
+     "Send the body uncompressed, or gzip or deflate it with the matching Content-Encoding header"),
+    ("invalid_request_line", "Request answers 400 invalid_request_line",
+     "The URL carries raw spaces, control characters or non-ASCII bytes (an unencoded macro value such as "
+     "a name with accents), so the request line is not valid HTTP",
+     "Percent-encode parameter values in the URL (é as %C3%A9, a space as %20); fields.request_line in the "
+     "log shows the bytes sent"),
+    ("invalid_header", "Request answers 400 invalid_header",
+     "A header line is not valid HTTP: a bare CR or LF, a NUL byte, or a space in a header name",
+     "Fix the header the platform's HTTP client sends (fields.head in the log shows every header line)"),
+    ("invalid_content_length", "Request answers 400 invalid_content_length",
+     "Content-Length is not a number of bytes (negative, or text)",
+     "Let the HTTP client set Content-Length, or send the parameters in the query string"),
+    ("invalid_chunked_body", "Request answers 400 invalid_chunked_body",
+     "A Transfer-Encoding: chunked body with a bad chunk size or framing",
+     "Send the body with a Content-Length instead, or fix the client's chunked encoding"),
+    ("headers_too_large", "Request answers 431 headers_too_large",
+     "The request line and headers are over 64 KiB, nearly always a query string carrying a whole "
+     "payload",
+     "Send only the postback's parameters; put large data in a POST body (up to 1 MiB)"),
+    ("transfer_encoding_not_supported", "Request answers 501 transfer_encoding_not_supported",
+     "Transfer-Encoding names a coding other than chunked (gzip, compress...)",
+     "Use Content-Encoding: gzip for a compressed body, with Transfer-Encoding chunked or a Content-Length"),
     ("method_not_allowed", "Postback answers 405 method_not_allowed (the Allow header lists GET, POST)",
      "The request used a method the route does not take (PUT, PATCH, DELETE...)",
      "Send postbacks as GET with the parameters in the query string, or as POST"),

@@ -54,6 +54,7 @@ from receiver.contract.framing import (
 )
 from receiver.contract.params import (
     ParamError,
+    decode_body,
     merge_params,
     parse_body,
     parse_query,
@@ -64,7 +65,8 @@ from receiver.contract.profiles import PROFILE_DIALECT
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 4  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles
+STAGING_VERSION = 5  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
+# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
@@ -236,16 +238,17 @@ def _raw_amount(record: dict[str, Any]) -> str | None:
     parameters are the profile's of that time, which the staged log must not depend on.
     """
     fields = record.get(FIELDS)
-    if isinstance(fields, dict) and fields.get("dialect") == PROFILE_DIALECT:
+    fields = fields if isinstance(fields, dict) else {}
+    if fields.get("dialect") == PROFILE_DIALECT:
         return fields.get("amount_param")
     body = record.get("body") or ""
     try:
         raw_body = base64.b64decode(body) if record.get("body_encoding") == "base64" else body.encode()
-        body_params = parse_body(raw_body, record.get("content_type"))
+        body_params = parse_body(decode_body(raw_body, fields.get("content_encoding")), record.get("content_type"))
     except (ParamError, ValueError):
         body_params = {}
     params = merge_params(parse_query(record.get("query") or ""), body_params)
-    dialect = fields.get("dialect") if isinstance(fields, dict) else None
+    dialect = fields.get("dialect")
     raw, _ = split_params(params, vocabulary_for(dialect))
     return raw["amount"] or None
 
@@ -390,9 +393,9 @@ def _amount_sent(raw: pl.DataFrame) -> pl.Series:
     if ask.height:
         values = out.to_list()
         for row in ask.select("_i", "query", "body", "body_encoding", "content_type", "dialect",
-                              "amount_param").iter_rows():
+                              "content_encoding", "amount_param").iter_rows():
             record = {"query": row[1], "body": row[2], "body_encoding": row[3], "content_type": row[4],
-                      "fields": {"dialect": row[5], "amount_param": row[6]}}
+                      "fields": {"dialect": row[5], "content_encoding": row[6], "amount_param": row[7]}}
             values[row[0]] = _raw_amount(record) is not None
         out = pl.Series("amount_sent", values, dtype=pl.Boolean)
     return out

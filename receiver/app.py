@@ -21,7 +21,7 @@ from typing import Any
 import falcon
 import orjson
 
-from receiver.clicks import earn_click, link_click
+from receiver.clicks import earn_click, link_click, link_probe
 from receiver.compression import BackgroundCompressor
 from receiver.config_store import ConfigStore
 from receiver.contract.codes import is_permanent
@@ -29,6 +29,8 @@ from receiver.contract.datadir import DataDir
 from receiver.contract.params import (
     DIALECTS,
     ParamError,
+    custom_data,
+    decode_body,
     find_click_id,
     merge_params,
     parse_body,
@@ -39,6 +41,7 @@ from receiver.contract.record import (
     ANY_RECORD_FIELDS,
     CLICK_FIELDS,
     POSTBACK_FIELDS,
+    PROBE_FIELDS,
     TRACK_FIELDS,
     new_record,
 )
@@ -120,6 +123,34 @@ class Settings:
         return self.data.config_path
 
 
+class UnloggedCounts:
+    """Requests that never became a log record, by why, since this process started (in /healthz).
+
+    Only what cannot be logged is here: a request the client never finished sending
+    (`incomplete`: it closed the connection, or stalled until the server's channel_timeout,
+    in the middle of the head or the body), and a complete one whose client had already
+    closed the connection when a worker was free to serve it (`abandoned`: the server drops
+    it unserved, and no answer could reach the client). Neither got an answer, so a sender
+    that waits for one sends it again. Every request received whole and answered is logged.
+    """
+
+    WHY = ("incomplete", "abandoned")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts = dict.fromkeys(self.WHY, 0)
+
+    def add(self, why: str, n: int = 1) -> None:
+        if why not in self._counts:
+            raise ValueError(f"unknown reason {why!r} (known: {', '.join(self.WHY)})")
+        with self._lock:
+            self._counts[why] += n
+
+    def snapshot(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+
 class Receiver:
     """What the resources share: config, indexes, the log writer, clock and ids."""
 
@@ -161,6 +192,7 @@ class Receiver:
         self.clock = clock
         self.new_click_id = new_click_id
         self.new_event_id = new_event_id
+        self.unlogged = UnloggedCounts()
 
     @property
     def config(self):
@@ -218,7 +250,7 @@ def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -
         resp.content_type = falcon.MEDIA_JSON
 
 
-def _body_members(body: bytes, limit: int, declared: int | None) -> tuple[str, str, int, bool]:
+def body_members(body: bytes, limit: int, declared: int | None) -> tuple[str, str, int, bool]:
     """(body, body_encoding, body_bytes, body_truncated) as logged: at most `limit` bytes, text
     when it is UTF-8, else base64."""
     if not body and not declared:
@@ -230,6 +262,17 @@ def _body_members(body: bytes, limit: int, declared: int | None) -> tuple[str, s
         text, encoding = base64.b64encode(kept).decode("ascii"), "base64"
     size = max(len(body), declared or 0)  # a refused oversized body is not read to its end
     return text, encoding, size, size > limit
+
+
+def write_record(receiver: Receiver, record: dict[str, Any]) -> None:
+    """Append a request's record durably (raises LogWriteError when it cannot be)."""
+    try:
+        receiver.writer.append(record)
+    except LogRecordError as exc:
+        # Parsed values that JSON cannot hold must not cost the raw request its record.
+        log.error("logging %s %s without its parsed fields: %s", record["method"], record["path"], exc)
+        record.update(fields=ANY_RECORD_FIELDS.partial(unencodable=str(exc)[:200]), custom_data={})
+        receiver.writer.append(record)
 
 
 class RequestRecorder:
@@ -255,20 +298,34 @@ class RequestRecorder:
         else:
             body = req.bounded_stream.read(limit + 1)
         req.context.body = body
+        req.context.content = body if "HTTP_CONTENT_ENCODING" not in env else None  # decoded once routed
+        req.context.max_body_bytes = limit
         if len(body) > limit:
             raise Refusal("body_too_large", f"request bodies are limited to {limit} bytes")
 
     def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          params: dict[str, Any]) -> None:
-        """Shed load once routed (so the logged 503 keeps its route and click id), before any work."""
+        """Shed load once routed (so the logged 503 keeps its route and click id), before any work;
+        then undo the body's Content-Encoding, so a refusal of it keeps its route too."""
         max_queue, depth = self.receiver.settings.max_queue, self.receiver.queue_depth
         if max_queue is not None and depth is not None and depth() > max_queue:
             raise Refusal("overloaded", "the receiver is at capacity: send it again in a second")
+        if req.context.content is None:
+            try:
+                decoded_content(req, limit=self.receiver.settings.max_body_bytes)
+            except Refusal:
+                # the record keeps its route, kind, and what the query string says
+                params = merge_params(parse_query(req.query_string), {})
+                resp.context.route = getattr(resource, "route", None)
+                resp.context.kind = getattr(resource, "kind", "other")
+                resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
+                resp.context.custom_data = custom_data(params)
+                raise
 
     def build_record(self, req: falcon.Request, resp: falcon.Response) -> dict[str, Any]:
         ctx = resp.context
         env = req.env
-        body, body_encoding, body_bytes, body_truncated = _body_members(
+        body, body_encoding, body_bytes, body_truncated = body_members(
             req.context.get("body", b""), self.receiver.settings.max_logged_body_bytes, req.content_length)
         return new_record(  # seq: assigned by the writer, in append order
             event_id=self.receiver.new_event_id(),
@@ -291,20 +348,14 @@ class RequestRecorder:
             answer_body=ctx.get("answer_body"),
             result=ctx.result,
             error=ctx.error,
-            fields=ctx.fields,
+            fields=ctx.fields if "HTTP_CONTENT_ENCODING" not in env else
+            {**ctx.fields, "content_encoding": env["HTTP_CONTENT_ENCODING"]},
             custom_data=ctx.custom_data,
         )
 
     def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
         """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
-        record = self.build_record(req, resp)
-        try:
-            self.receiver.writer.append(record)
-        except LogRecordError as exc:
-            # Parsed values that JSON cannot hold must not cost the raw request its record.
-            log.error("logging %s %s without its parsed fields: %s", req.method, req.path, exc)
-            record.update(fields=ANY_RECORD_FIELDS.partial(unencodable=str(exc)[:200]), custom_data={})
-            self.receiver.writer.append(record)
+        write_record(self.receiver, self.build_record(req, resp))
         req.context.recorded = True
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
@@ -320,7 +371,7 @@ class RequestRecorder:
             if not resp.context.get("fields"):
                 params = merge_params(parse_query(req.query_string), _safe_body_params(req))
                 resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
-                resp.context.custom_data = params
+                resp.context.custom_data = custom_data(params)
         try:
             self.commit(req, resp)
         except LogWriteError as exc:
@@ -343,7 +394,7 @@ class LinkClickResource:
         config = self.receiver.config
         click_id = self.receiver.new_click_id()
         made = link_click(config, slug, click_id, req.context.received_at)
-        resp.context.custom_data = merge_params(parse_query(req.query_string), {})
+        resp.context.custom_data = custom_data(merge_params(parse_query(req.query_string), {}))
         if made is None:
             link = config.links[slug]
             resp.context.fields = CLICK_FIELDS.partial(slug=slug, offer_id=link.offer, affiliate_id=link.affiliate)
@@ -357,6 +408,23 @@ class LinkClickResource:
         # A click exists only once its record is durable: a 503 click must not convert later.
         self.recorder.commit(req, resp)
         self.receiver.clicks.add(made.click)
+
+    def on_head(self, req: falcon.Request, resp: falcon.Response, slug: str) -> None:
+        """A link checker's HEAD: the GET's status and Location, logged as a probe; no click is made,
+        so no click id exists that a postback could ever convert."""
+        resp.context.kind, resp.context.route = "probe", self.route
+        config = self.receiver.config
+        resp.context.custom_data = custom_data(merge_params(parse_query(req.query_string), {}))
+        link = config.links.get(slug)
+        if link is None:
+            raise Refusal("link_not_found", f"no tracking link {slug!r}", fields=PROBE_FIELDS.partial(slug=slug))
+        probe = link_probe(config, slug)
+        resp.context.fields = PROBE_FIELDS.new(
+            slug=slug, offer_id=link.offer, partner_id=config.offers[link.offer].partner,
+            affiliate_id=link.affiliate, redirect_url=probe.redirect_url)
+        resp.context.result = "probe" if probe.active else "offer_inactive"
+        resp.status = 302
+        resp.location = probe.redirect_url
 
 
 class EarnClickResource:
@@ -387,12 +455,12 @@ class EarnClickResource:
             raise Refusal("product_not_found", f"no product {product_id!r}",
                           fields=CLICK_FIELDS.partial(product_id=product_id, user_id=user.id))
         try:
-            body = parse_body(req.context.body, req.content_type or falcon.MEDIA_JSON)
+            body = parse_body(req.context.content, req.content_type or falcon.MEDIA_JSON)
         except ParamError as exc:
             raise Refusal(exc.code, str(exc), fields=CLICK_FIELDS.partial(product_id=product_id, user_id=user.id)) from None
         task_url = body.pop("taskUrl", None)
         made = earn_click(config, product, user.id, task_url, self.receiver.new_click_id(), req.context.received_at)
-        resp.context.fields, resp.context.result, resp.context.custom_data = made.fields, "click", body
+        resp.context.fields, resp.context.result, resp.context.custom_data = made.fields, "click", custom_data(body)
         answer(resp, 201, {
             "clickId": made.click.click_id,
             "redirectUrl": made.redirect_url,
@@ -415,7 +483,7 @@ class EarnTrackResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response, click_id: str) -> None:
         resp.context.kind, resp.context.route = "track", self.route
         click = self.receiver.clicks.get(click_id)
-        resp.context.custom_data = merge_params(parse_query(req.query_string), {})
+        resp.context.custom_data = custom_data(merge_params(parse_query(req.query_string), {}))
         if click is None:
             raise Refusal("click_not_found", "no click with this id", fields=TRACK_FIELDS.partial(click_id=click_id))
         resp.context.fields = TRACK_FIELDS.new(
@@ -423,6 +491,8 @@ class EarnTrackResource:
             product_id=click.product_id, affiliate_id=click.affiliate_id)
         resp.context.result = "tracked"
         resp.status = 204
+
+    on_head = on_get
 
 
 class PostbackResource:
@@ -449,7 +519,7 @@ class PostbackResource:
         if profile is not None:
             resp.context.answers, resp.context.answer_params = profile.answers, {}
         try:
-            body_params = parse_body(req.context.body, req.content_type)
+            body_params = parse_body(req.context.content, req.content_type)
         except ParamError as exc:
             raise Refusal(exc.code, str(exc),
                           fields=POSTBACK_FIELDS.partial(dialect=dialect, client_ip=client_ip)) from None
@@ -488,7 +558,7 @@ class PostbackResource:
             if result == "recorded":
                 receiver.conversions.add(decision.key, decision.fields["status"])
 
-    on_post = on_get
+    on_post = on_head = on_get
 
 
 class HealthResource:
@@ -510,7 +580,10 @@ class HealthResource:
             "clicks": len(receiver.clicks),
             "conversions": len(receiver.conversions),
             "config_error": receiver.config_store.error,
+            "unlogged_requests": receiver.unlogged.snapshot(),
         })
+
+    on_head = on_get
 
 
 class OpenAPIResource:
@@ -529,15 +602,19 @@ class OpenAPIResource:
         resp.data = self.document
         resp.content_type = falcon.MEDIA_JSON
 
+    on_head = on_get
+
 
 def unrouted(req: falcon.Request, resp: falcon.Response, **_: Any) -> None:
     """Any other path: 404, but the record keeps its parameters (a postback sent to the wrong URL)."""
-    params = merge_params(parse_query(req.query_string), _safe_body_params(req))
     resp.context.kind = "unrouted"
-    resp.context.custom_data = params
+    if req.context.get("content", b"") is None:
+        decoded_content(req, req.context.max_body_bytes)
+    params = merge_params(parse_query(req.query_string), _safe_body_params(req))
+    resp.context.custom_data = custom_data(params)
     resp.context.fields = ANY_RECORD_FIELDS.partial(click_id=find_click_id(params))
     raise Refusal("not_found", "no such endpoint: postbacks go to /api/postback (see docs/endpoints.md)",
-                  fields=resp.context.fields, custom_data=params)
+                  fields=resp.context.fields, custom_data=resp.context.custom_data)
 
 
 def profile_signed_request(req: falcon.Request, params: dict[str, Any], public_url: str) -> SignedRequest:
@@ -593,9 +670,22 @@ def _request_line_path(env: dict[str, Any]) -> str:
     return _wsgi_text(path)
 
 
-def _safe_body_params(req: falcon.Request) -> dict[str, Any]:
+def decoded_content(req: falcon.Request, limit: int) -> bytes:
+    """The body with its Content-Encoding undone (at most `limit` bytes decoded), kept in
+    req.context.content; a body that does not decode, or decodes too large, is refused."""
     try:
-        return parse_body(req.context.get("body", b""), req.content_type)
+        req.context.content = decode_body(req.context.body, req.env.get("HTTP_CONTENT_ENCODING"), limit)
+    except ParamError as exc:
+        raise Refusal(exc.code, str(exc)) from None
+    return req.context.content
+
+
+def _safe_body_params(req: falcon.Request) -> dict[str, Any]:
+    content = req.context.get("content", b"")
+    if content is None:  # refused before its Content-Encoding was undone: its parameters are unknown
+        return {}
+    try:
+        return parse_body(content, req.content_type)
     except ParamError:
         return {}
 

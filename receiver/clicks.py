@@ -80,6 +80,28 @@ def link_click(config: Config, slug: str, click_id: str, now: datetime) -> NewCl
     return NewClick(click, _click_fields(click, offer, url, slug=slug), url)
 
 
+@dataclass(frozen=True)
+class LinkProbe:
+    """What a HEAD of a tracking link answers: where a GET would go, without a click."""
+
+    active: bool
+    redirect_url: str
+
+
+def link_probe(config: Config, slug: str) -> LinkProbe:
+    """A tracking link as a link checker sees it (HEAD): the offer URL with our parameters but
+    no click id (its click id macros left empty), or the homepage for an inactive offer.
+    Nothing is made: no click id exists that a postback could convert."""
+    link = config.links[slug]
+    offer = config.offers[link.offer]
+    if offer.status != "active":
+        return LinkProbe(False, config.homepage)
+    url = offer.url
+    for macro in MACROS:
+        url = url.replace(macro, "")
+    return LinkProbe(True, append_query(url, [("offer_id", offer.id), ("affiliate_id", link.affiliate)]))
+
+
 def build_link_url(offer_url: str, offer_id: str, affiliate: str, click_id: str) -> str:
     """A tracking link's redirect: the offer URL, its click id macros filled, our parameters appended."""
     url = offer_url

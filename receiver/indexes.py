@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from receiver.contract.params import normalise_click_id, pair_key
 from receiver.contract.timeutil import parse_utc
 
 
@@ -203,10 +204,14 @@ class ClickIndex:
             self._clicks[click.click_id] = click
 
     def get(self, click_id: str) -> Click | None:
+        """The click of this id; a UUID is found in any case (trackers upper-case some)."""
         click = self._clicks.get(click_id)
         if click is not None:
             return click
-        return self._compact.get(click_id)
+        click = self._compact.get(click_id)
+        if click is None and (canonical := normalise_click_id(click_id)) != click_id:
+            return self.get(canonical)
+        return click
 
     def __len__(self) -> int:
         return self._len
@@ -224,7 +229,9 @@ class ConversionIndex:
 
     A postback holds its key's lock from the duplicate check until its record is
     durable, so 50 identical postbacks at once give one `recorded`; the locks are
-    striped, so different keys rarely wait on each other.
+    striped, so different keys rarely wait on each other. Keys are taken as
+    receiver.contract.params.pair_key gives them: a UUID click id in another case is the
+    same conversion (the log keeps the id as sent).
     """
 
     STRIPES = 1024
@@ -233,18 +240,30 @@ class ConversionIndex:
         self._recorded: dict[tuple[str, str], str] = recorded if recorded is not None else {}
         self._locks = [threading.Lock() for _ in range(self.STRIPES)]
 
+    # Each method takes the key as sent and normalises it (pair_key) only when its click id is
+    # not already lower case: the ids we issue always are, so the usual postback pays one
+    # islower() per call rather than a function call.
+
     def claim(self, key: tuple[str, str]) -> threading.Lock:
         """The lock to hold (`with index.claim(key):`) from the duplicate check until the record is durable."""
+        if not key[0].islower():
+            key = pair_key(*key)
         return self._locks[hash(key) % self.STRIPES]
 
     def is_recorded(self, key: tuple[str, str]) -> bool:
+        if not key[0].islower():
+            key = pair_key(*key)
         return key in self._recorded
 
     def status(self, key: tuple[str, str]) -> str | None:
         """The status of the key's first recorded postback, None when it has none."""
+        if not key[0].islower():
+            key = pair_key(*key)
         return self._recorded.get(key)
 
     def add(self, key: tuple[str, str], status: str) -> None:
+        if not key[0].islower():
+            key = pair_key(*key)
         self._recorded.setdefault(key, status)
 
     def __len__(self) -> int:

@@ -22,8 +22,19 @@ OPENAPI_PATH = "/openapi.json"
 DOCUMENT_FILE = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 
 # Codes any route can answer: an unroutable path parameter, a broken request, an oversized
-# body, a log that cannot be written.
-COMMON_CODES = ("bad_request", "not_found", "body_too_large", "log_unavailable")
+# body (also once decoded), a Content-Encoding we do not decode, a log that cannot be written,
+# and what the HTTP server refuses before any route (receiver.http_errors).
+COMMON_CODES = ("bad_request", "not_found", "body_too_large", "unsupported_content_encoding", "log_unavailable",
+                "invalid_request_line", "invalid_header", "invalid_content_length", "invalid_chunked_body",
+                "headers_too_large", "transfer_encoding_not_supported")
+BODY_DESCRIPTION = (
+    "Read as a form (`application/x-www-form-urlencoded`), JSON (`application/json`, `*+json`), "
+    "`text/plain` holding a query string or a JSON object, or `multipart/form-data` text fields (a part "
+    "with a filename is an upload, not a parameter), in the charset the Content-Type names (UTF-8 by "
+    "default). A body sent with `Content-Encoding: gzip` or `deflate` is decoded first, to at most 1 MiB "
+    "(more is 413 `body_too_large`; another coding is 415 `unsupported_content_encoding`). JSON numbers "
+    "are read exactly as sent: an id or amount gets their very digits, never a rounded float."
+)
 # Every postback route shares one decision (and "/postback/{key}" with key "advertiser"
 # is ClickWall's route), so each answers every postback code.
 POSTBACK_CODES = (
@@ -126,8 +137,10 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
     names = postback_names(dialect)
     params: list[dict[str, Any]] = [_param_ref(name) for name, _ in names]
     params += [_param_ref(name) for name in POSTBACK_HEADERS]
-    description = ("Parameters are read alike from the query, a form body or a JSON body "
-                   "(the query wins); every other parameter is kept as custom_data.")
+    description = ("Parameters are read alike from the query and from the body (the query wins a "
+                   "name both carry); every other parameter is kept as custom_data. A name sent more than "
+                   "once is read by its first value, and every value is kept in custom_data as a list. A "
+                   "HEAD is answered like the GET, without a body (and recorded like it). " + BODY_DESCRIPTION)
     if "{key}" in route:
         params.append(_param("key", "path", "the partner's api key (seed 001)", required=True))
         description += (" For a partner with a profile in config.toml (a preset such as keitaro, tapjoy, "
@@ -162,12 +175,21 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
         }
         operation["requestBody"] = {
             "required": False,
+            "description": BODY_DESCRIPTION,
             "content": {
                 "application/json": {"schema": body},
                 "application/x-www-form-urlencoded": {"schema": form},
+                "multipart/form-data": {"schema": form},
+                "text/plain": {"schema": {"type": "string", "description": "a query string (cid=...&payout=...) "
+                                                                            "or a JSON object"}},
             },
         }
     return operation
+
+
+def head_of(operation: dict[str, Any], operation_id: str, summary: str) -> dict[str, Any]:
+    """The HEAD of a GET operation: the same parameters and statuses, answered without a body."""
+    return {**operation, "operationId": operation_id, "summary": summary}
 
 
 def click_operations() -> dict[str, Any]:
@@ -198,6 +220,7 @@ def click_operations() -> dict[str, Any]:
             "parameters": [_param("product_id", "path", required=True)],
             "requestBody": {
                 "required": False,
+                "description": BODY_DESCRIPTION,
                 "content": {
                     "application/json": {
                         "schema": {
@@ -222,6 +245,19 @@ def click_operations() -> dict[str, Any]:
             },
         },
     }
+    link["head"] = head_of(link["get"], "link_probe", "tracking link checked with HEAD (a link checker): the "
+                           "redirect a GET would give, but no click is made")
+    link["head"]["description"] = (
+        "Answered with the GET's status and a Location to the offer URL with our parameters but no "
+        "click id: no click is made, so no click id exists that could ever convert. Logged as a "
+        "record of kind `probe`.")
+    link["head"]["responses"] = {
+        **link["get"]["responses"],
+        "302": {
+            "description": "to the offer URL without a click id (the homepage when the offer is inactive)",
+            "headers": {"Location": {"schema": {"type": "string"}}},
+        },
+    }
     track = {
         "get": {
             "operationId": "earn_track",
@@ -234,6 +270,7 @@ def click_operations() -> dict[str, Any]:
             },
         },
     }
+    track["head"] = head_of(track["get"], "earn_track_head", "earn-app track event, as HEAD (recorded as the GET)")
     return {
         "/t/{slug}": link,
         "/api/v1/earn/products/{product_id}/click": earn,
@@ -246,7 +283,7 @@ def other_operations() -> dict[str, Any]:
         "200": _json(_ref("Health"), "this request's own record reached the disk"),
         **error_responses(()),
     }
-    return {
+    operations = {
         "/healthz": {
             "get": {
                 "operationId": "healthz",
@@ -275,6 +312,10 @@ def other_operations() -> dict[str, Any]:
             }
         },
     }
+    for item in operations.values():
+        get = item["get"]
+        item["head"] = head_of(get, f"{get['operationId']}_head", f"{get['summary']} (HEAD: no body)")
+    return operations
 
 
 def schemas() -> dict[str, Any]:
@@ -309,7 +350,7 @@ def schemas() -> dict[str, Any]:
         },
         "Health": {
             "type": "object",
-            "required": ["ok", "log", "clicks", "conversions", "config_error"],
+            "required": ["ok", "log", "clicks", "conversions", "config_error", "unlogged_requests"],
             "additionalProperties": False,
             "properties": {
                 "ok": {"enum": [True]},
@@ -317,6 +358,19 @@ def schemas() -> dict[str, Any]:
                 "clicks": {"type": "integer", "minimum": 0},
                 "conversions": {"type": "integer", "minimum": 0},
                 "config_error": {"type": "string", "nullable": True},
+                "unlogged_requests": {
+                    "type": "object",
+                    "description": "requests that could never become a record, since this process started: "
+                    "`incomplete` (the client closed or stalled before sending the whole request) and "
+                    "`abandoned` (the client closed the connection before a worker could serve it); "
+                    "neither was answered",
+                    "required": ["incomplete", "abandoned"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "incomplete": {"type": "integer", "minimum": 0},
+                        "abandoned": {"type": "integer", "minimum": 0},
+                    },
+                },
             },
         },
     }
@@ -326,7 +380,7 @@ def build_document() -> dict[str, Any]:
     """The whole document; deterministic, so the repo's copy can be compared byte for byte."""
     paths = click_operations()
     for route in DIALECTS:
-        paths[route] = {method: postback_operation(route, method) for method in ("get", "post")}
+        paths[route] = {method: postback_operation(route, method) for method in ("get", "post", "head")}
     paths.update(other_operations())
     return {
         "openapi": "3.0.3",
@@ -334,7 +388,9 @@ def build_document() -> dict[str, Any]:
             "title": "clickledger receiver",
             "version": "1",
             "description": "Ad clicks and S2S conversion postbacks. Every request, refused too, "
-            "is logged durably before it is answered (see docs/endpoints.md).",
+            "is logged durably before it is answered (see docs/endpoints.md), including what the HTTP "
+            "server refuses before any route (a malformed request line or header, a head over 64 KiB: "
+            "answered with the same JSON error).",
         },
         "paths": paths,
         "components": {

@@ -14,6 +14,7 @@ from waitress.task import ThreadedTaskDispatcher
 
 from receiver.app import MAX_BODY_BYTES, Settings, create_app
 from receiver.contract.config import ConfigError
+from receiver.http_errors import install as install_http_errors
 from receiver.log import LogLockedError
 
 log = logging.getLogger("clickledger.server")
@@ -33,7 +34,7 @@ def waitress_options(threads: int) -> dict[str, Any]:
         "max_request_header_size": 64 * 1024,
         # Far above the app's own limit: waitress spools large bodies to a temp file and the app
         # reads at most MAX_BODY_BYTES + 1 of them, so an oversized body still gets a logged 413.
-        # (At the limit itself waitress would answer 413 alone, and nothing would be logged.)
+        # (At this limit waitress answers 413 itself: receiver.http_errors logs that one too.)
         "max_request_body_size": 64 * MAX_BODY_BYTES,
         "ident": "clickledger",
         # The app decides which proxies to trust (config trusted_proxies), so it must see
@@ -59,6 +60,7 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: in
         print(f"clickledger: {exc}", file=sys.stderr)
         return 2
     server = create_server(app, host=host, port=port, _dispatcher=dispatcher, **waitress_options(threads))
+    install_http_errors(server, app.receiver)  # what waitress refuses itself is logged too
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

@@ -28,6 +28,7 @@ HTTP_STATUS: dict[str, int] = {
     "invalid_commission": 400,
     "invalid_currency": 400,
     "invalid_body": 400,
+    "unsupported_content_encoding": 415,
     # clicks
     "link_not_found": 404,
     "token_required": 401,
@@ -39,6 +40,13 @@ HTTP_STATUS: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "body_too_large": 413,
+    # requests the HTTP server (waitress) refuses before any route reads them (kind "http_error")
+    "invalid_request_line": 400,
+    "invalid_header": 400,
+    "invalid_content_length": 400,
+    "invalid_chunked_body": 400,
+    "headers_too_large": 431,
+    "transfer_encoding_not_supported": 501,
     "internal_error": 500,
     "log_unavailable": 503,
     "overloaded": 503,

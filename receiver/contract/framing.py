@@ -80,11 +80,55 @@ def unframe(line: bytes) -> bytes:
     return b"{" + line[CRC_PREFIX_LEN:].rstrip(NEWLINE)
 
 
+# A JSON number literal (RFC 8259): what a JSONNumber may hold, so a record can never be
+# written as invalid JSON through one.
+_JSON_NUMBER_RE = re.compile(r"-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?", re.ASCII)
+
+
+class JSONNumber(str):
+    """A JSON number kept as the exact text it was sent as (the string's value).
+
+    A request's JSON body may carry numbers no float holds exactly: an integer beyond 64
+    bits (a transaction id such as 18446744073709551617) or a decimal with more digits than
+    a double keeps. Read as floats, two different ids became one. A JSONNumber keeps the
+    sent text: read as a parameter (an id, an amount) it is that text, and a log record
+    writes it back as the same JSON number, unquoted (`encode_record`). Any other JSON
+    encoder sees a string holding the number's text.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, text: str) -> JSONNumber:
+        if not _JSON_NUMBER_RE.fullmatch(text):
+            raise ValueError(f"not a JSON number: {text[:40]!r}")
+        return super().__new__(cls, text)
+
+    def __repr__(self) -> str:
+        return f"JSONNumber({str.__repr__(self)})"
+
+
+def _encode_other(value: Any) -> Any:
+    """orjson's fallback, called only for what it does not write itself: with
+    OPT_PASSTHROUGH_SUBCLASS, subclasses of str, int, dict and list. An ordinary record
+    (plain strings, numbers, dicts) never gets here and pays nothing for it."""
+    if value.__class__ is JSONNumber:
+        return orjson.Fragment(str(value))  # the number as sent, written as JSON, unquoted
+    for base in (str, int, dict, list):
+        if isinstance(value, base):
+            return base(value)  # any other subclass: as its base type, as orjson would write it
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_RECORD_OPTIONS = orjson.OPT_PASSTHROUGH_SUBCLASS
+
+
 def encode_record(record: dict[str, Any]) -> bytes:
-    """One log line: the record as JSON with its crc32 as first member, newline-terminated."""
+    """One log line: the record as JSON with its crc32 as first member, newline-terminated.
+
+    A `JSONNumber` anywhere in it is written as the number text it holds."""
     if not record:  # `{"crc32":"...",}` would not be JSON: no reader could ever read it back
         raise ValueError("a log record needs at least one member")
-    rest = orjson.dumps(record)[1:]
+    rest = orjson.dumps(record, default=_encode_other, option=_RECORD_OPTIONS)[1:]
     return line_head(rest) + rest + NEWLINE
 
 

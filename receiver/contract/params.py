@@ -1,20 +1,35 @@
 """The parameter vocabulary: how a request's parameters are read, and what they mean.
 
-Parameters are read identically from the query string, a form body or a JSON body (the
-query string wins when both carry a name). Every parameter that is not recognised is kept,
-unchanged, in a record's custom_data. The receiver decides with these rules, and the
-pipeline reads a logged request again with the same ones (and the same status vocabulary),
-so the receiver's answer and the derived tables never disagree on what a parameter or a
-status means.
+Parameters are read identically from the query string and from the body: a form, JSON,
+`text/plain` holding a query string or JSON, or `multipart/form-data` fields, in the
+charset its Content-Type names, after undoing a `Content-Encoding` of gzip or deflate
+(`decode_body`). The query string wins when both carry a name. Every parameter that is not
+recognised is kept, unchanged, in a record's custom_data; a name sent more than once (in the
+query, or in the body) keeps its first value for deciding and every value, in order, in
+custom_data. JSON numbers are
+kept as the text they were sent as (`JSONNumber`), never rounded through a float. The
+receiver decides with these rules, and the pipeline reads a logged request again with the
+same ones (and the same status vocabulary), so the receiver's answer and the derived
+tables never disagree on what a parameter or a status means.
 """
 
 from __future__ import annotations
 
+import codecs
+import json
 import re
+import threading
+import zlib
+from collections.abc import Mapping
+from functools import partial
+from types import MappingProxyType
 from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from multipart import MultipartError, MultipartSegment, PushMultipartParser
+
+from receiver.contract.framing import JSONNumber
 
 # route template -> dialect (the seed system it serves): a postback record's `route` and
 # `fields.dialect`
@@ -95,7 +110,27 @@ def looks_like_macro(value: str) -> bool:
 
 
 # Every click id we issue is a UUID; case is not what tells a partner's id apart from ours.
-_UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}", re.IGNORECASE)
+UUID_PATTERN = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_UUID_RE = re.compile(UUID_PATTERN)
+
+
+def normalise_click_id(click_id: str) -> str:
+    """The click id a postback's id stands for: a UUID in any case is the lower-case UUID we
+    issued (some trackers upper-case what they pass on); any other id is itself. The receiver
+    looks clicks up and keys conversions by it, and the pipeline joins by it; the log keeps
+    the id as sent."""
+    if len(click_id) == 36 and not click_id.islower() and _UUID_RE.fullmatch(click_id):
+        return click_id.lower()
+    return click_id
+
+
+def pair_key(click_id: str, transaction_id: str) -> tuple[str, str]:
+    """A conversion's (click_id, transaction_id) as deduplicated: the click id normalised, and
+    the transaction id too when it is the click id (a postback without one defaults to it)."""
+    if len(click_id) != 36 or click_id.islower():  # any id we issued: itself (inlined: once per postback)
+        return click_id, transaction_id
+    canonical = normalise_click_id(click_id)
+    return canonical, (canonical if transaction_id == click_id else transaction_id)
 
 
 def click_id_shape(value: str | None) -> str:
@@ -113,8 +148,9 @@ def click_id_shape(value: str | None) -> str:
     return "uuid" if _UUID_RE.fullmatch(value.strip()) else "malformed"
 
 
-def _as_text(value: Any) -> str | None:
-    """A recognised parameter's value as text; JSON numbers become their decimal text."""
+def param_text(value: Any) -> str | None:
+    """A recognised parameter's value as text: JSON numbers as the text they were sent as
+    (a `JSONNumber`), true and false as "1" and "0", objects and arrays as their JSON."""
     if type(value) is str:  # nearly always: query and form values
         return value.strip()
     if value is None:
@@ -123,9 +159,12 @@ def _as_text(value: Any) -> str | None:
         return "1" if value else "0"
     if isinstance(value, int | float):
         return repr(value) if isinstance(value, float) else str(value)
-    if isinstance(value, str):
-        return value.strip()
+    if isinstance(value, str):  # a JSONNumber among them: its text
+        return str.strip(value)
     return orjson.dumps(value).decode()
+
+
+_as_text = param_text
 
 
 def parse_query(query: str) -> list[tuple[str, str]]:
@@ -138,53 +177,267 @@ def parse_query(query: str) -> list[tuple[str, str]]:
     return parse_qsl(raw, keep_blank_values=True, errors="replace")
 
 
-def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
-    """Parameters of a form or JSON body; other bodies carry none (they are still logged raw)."""
-    if not body:
-        return {}
-    media = (content_type or "").split(";")[0].strip().lower()
-    if media == "application/json" or media.endswith("+json") or (not media and body.lstrip()[:1] == b"{"):
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
-        if not isinstance(data, dict):
-            raise ParamError("invalid_body", "the JSON body must be an object of parameters")
-        if _json_depth_exceeds(data, MAX_JSON_DEPTH):
-            raise ParamError("invalid_body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
-        return data
-    if media == "application/x-www-form-urlencoded" or (not media and b"=" in body):
-        return _first_wins(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
-    return {}
+_NONE_REPEATED: Mapping[str, list[Any]] = MappingProxyType({})
 
 
-def _json_depth_exceeds(value: Any, limit: int) -> bool:
-    """Whether `value` nests more than `limit` objects/arrays deep (iteratively: no recursion)."""
-    stack = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        children = item.values() if isinstance(item, dict) else item if isinstance(item, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children)
-    return False
+class Params(dict):
+    """A request's parameters: each name's first value (the one every decision uses), and in
+    `repeated` every value, in order, of each name sent more than once: those go to
+    custom_data as a list (`custom_data`, `split_params`). No __init__ of its own: made as
+    fast as a dict, `repeated` set only when a name repeats."""
+
+    repeated: Mapping[str, list[Any]] = _NONE_REPEATED
 
 
-def _first_wins(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
+def _pairs_params(pairs: list[tuple[str, Any]]) -> Params:
+    """Params of (name, value) pairs: the first value wins, every value of a repeated name kept."""
+    out = Params()
     for name, value in pairs:
         out.setdefault(name, value)
+    if len(out) != len(pairs):  # some name came more than once (rare): collect its values
+        values: dict[str, list[Any]] = {}
+        for name, value in pairs:
+            values.setdefault(name, []).append(value)
+        out.repeated = {name: every for name, every in values.items() if len(every) > 1}
     return out
 
 
-def merge_params(query_pairs: list[tuple[str, str]], body_params: dict[str, Any]) -> dict[str, Any]:
-    """Query string first, then body parameters the query does not carry."""
-    merged = _first_wins(query_pairs)
+# ---------------------------------------------------------------- bodies
+
+# Content-Encoding codings a body may come in (RFC 9110 8.4.1); x-gzip is gzip's old name.
+CONTENT_CODINGS = ("gzip", "x-gzip", "deflate", "identity")
+MAX_DECODED_BODY_BYTES = 1024 * 1024  # the receiver's default body limit, also after decoding
+MAX_MULTIPART_PARTS = 1000
+
+
+def decode_body(body: bytes, content_encoding: str | None, limit: int = MAX_DECODED_BODY_BYTES) -> bytes:
+    """The body with its Content-Encoding (gzip, deflate, or several, in the order applied) undone.
+
+    The decoded body may be at most `limit` bytes: more (a decompression bomb among them) is
+    ParamError("body_too_large"), found after decoding at most limit + 1 bytes, so a bomb
+    costs no more memory than an honest body. A stream that does not decode is
+    "invalid_body"; another coding (br, zstd, compress) is "unsupported_content_encoding".
+    """
+    if not content_encoding or not body:
+        return body
+    codings = [c.strip().lower() for c in content_encoding.split(",") if c.strip()]
+    for coding in reversed(codings):  # the codings listed in the order they were applied
+        if coding in ("gzip", "x-gzip"):
+            body = _inflate(body, 16 + zlib.MAX_WBITS, "gzip", limit)
+        elif coding == "deflate":
+            # RFC 9110 deflate is the zlib format; some senders send the bare deflate stream
+            zlib_header = len(body) >= 2 and body[0] & 0x0F == 8 and (body[0] << 8 | body[1]) % 31 == 0
+            body = _inflate(body, zlib.MAX_WBITS if zlib_header else -zlib.MAX_WBITS, "deflate", limit)
+        elif coding != "identity":
+            raise ParamError("unsupported_content_encoding",
+                             f"Content-Encoding {coding[:40]!r} is not supported: send the body as is, "
+                             "or gzip or deflate it")
+    return body
+
+
+def _inflate(data: bytes, wbits: int, name: str, limit: int) -> bytes:
+    out: list[bytes] = []
+    size = 0
+    while True:  # a gzip body may be several members one after another (RFC 1952 2.2)
+        inflater = zlib.decompressobj(wbits)
+        try:
+            chunk = inflater.decompress(data, limit + 1 - size)
+        except zlib.error as exc:
+            raise ParamError("invalid_body", f"the {name} body does not decode: {exc}") from None
+        size += len(chunk)
+        if size > limit:
+            raise ParamError("body_too_large", f"the {name} body decodes to more than {limit} bytes "
+                                               "(request bodies are limited to that, decoded too)")
+        out.append(chunk)
+        if not inflater.eof:
+            raise ParamError("invalid_body", f"the {name} body is cut short (its stream does not end)")
+        data = inflater.unused_data
+        if not data.strip(b"\0") or wbits != 16 + zlib.MAX_WBITS:
+            if data.strip(b"\0"):
+                raise ParamError("invalid_body", f"the {name} body has {len(data)} bytes after its stream")
+            return b"".join(out)
+
+
+def media_type(content_type: str | None) -> tuple[str, dict[str, str]]:
+    """(media type in lower case, its parameters with lower-case names) of a Content-Type."""
+    if not content_type:
+        return "", {}
+    media, _, rest = content_type.partition(";")
+    options: dict[str, str] = {}
+    if rest:
+        for piece in rest.split(";"):
+            name, eq, value = piece.partition("=")
+            if eq:
+                options[name.strip().lower()] = value.strip().strip('"')
+    return media.strip().lower(), options
+
+
+def _charset(options: dict[str, str], default: str = "utf-8") -> str:
+    charset = options.get("charset") or default
+    if charset == "utf-8":
+        return charset  # the usual case, without a codec lookup
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        raise ParamError("invalid_body", f"the body's charset {charset[:40]!r} is not one we know "
+                                         "(send utf-8)") from None
+
+
+def parse_body(body: bytes, content_type: str | None) -> dict[str, Any]:
+    """Parameters of a form, JSON, text/plain or multipart/form-data body (already decoded by
+    `decode_body`); other bodies carry none (they are still logged raw)."""
+    if not body:
+        return {}
+    media, options = media_type(content_type)
+    if media == "application/json" or media.endswith("+json") or (not media and body.lstrip()[:1] == b"{"):
+        return parse_json_object(_as_utf8(body, options) if "charset" in options else body)
+    if media == "application/x-www-form-urlencoded" or (not media and b"=" in body):
+        return _parse_form(body, options)
+    if media == "text/plain":
+        if body.lstrip()[:1] == b"{":  # text/plain holding JSON (sent so to avoid a CORS preflight)
+            return parse_json_object(_as_utf8(body, options))
+        if b"=" in body:  # text/plain holding a query string
+            return _parse_form(body.strip(), options)
+        return {}
+    if media == "multipart/form-data":
+        return _parse_multipart(body, options)
+    return {}
+
+
+def _as_utf8(body: bytes, options: dict[str, str]) -> bytes:
+    charset = _charset(options)
+    if charset == "utf-8":
+        return body
+    return body.decode(charset, "replace").encode("utf-8", "surrogatepass")
+
+
+def _parse_form(body: bytes, options: dict[str, str]) -> Params:
+    charset = _charset(options)
+    if charset == "utf-8":  # a UTF-8 form reads exactly as a query string does, fast path included
+        return _pairs_params(parse_query(body.decode("latin-1")))
+    # percent escapes are bytes of the form's charset too (a latin-1 form sends é as %E9)
+    text = body.decode(charset, "replace")
+    return _pairs_params(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace"))
+
+
+def _parse_multipart(body: bytes, options: dict[str, str]) -> Params:
+    """The text fields of a multipart/form-data body, through the `multipart` package.
+
+    A part with a filename is an upload, not a parameter: it stays in the raw body only.
+    """
+    boundary = options.get("boundary")
+    if not boundary:
+        raise ParamError("invalid_body", "a multipart/form-data body needs the boundary in its Content-Type")
+    charset = _charset(options)
+    pairs: list[tuple[str, str]] = []
+    try:
+        with PushMultipartParser(boundary, content_length=len(body), max_segment_count=MAX_MULTIPART_PARTS,
+                                 header_charset=charset) as parser:
+            segment: MultipartSegment | None = None
+            chunks: list[bytes] = []
+            for event in (*parser.parse(body), *parser.parse(b"")):
+                if isinstance(event, MultipartSegment):
+                    segment, chunks = event, []
+                elif event:
+                    chunks.append(event)
+                elif segment is not None:
+                    if segment.filename is None and segment.name is not None:
+                        part_charset = _charset({"charset": segment.charset} if segment.charset else {}, charset)
+                        pairs.append((segment.name, b"".join(chunks).decode(part_charset, "replace")))
+                    segment = None
+    except MultipartError as exc:
+        raise ParamError("invalid_body", f"the multipart/form-data body does not parse: {exc}") from None
+    return _pairs_params(pairs)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON body's object of parameters, its numbers exact.
+
+    orjson reads it; only when it holds a float (which may have rounded a long decimal, or
+    an integer beyond 64 bits) is it read again by the standard library with every such
+    number kept as the text it was sent as (`JSONNumber`). Integers orjson reads are exact.
+    """
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ParamError("invalid_body", "the JSON body must be an object of parameters")
+    too_deep, has_float = _json_shape(data, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ParamError("invalid_body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
+    if has_float:
+        data = _exact_decoder().decode(body.decode("utf-8"))
+    return data
+
+
+_decoders = threading.local()
+
+
+def _exact_decoder() -> json.JSONDecoder:
+    """This thread's JSON decoder that keeps numbers as sent (one per thread: building one per
+    body cost more than the parse itself)."""
+    decoder = getattr(_decoders, "decoder", None)
+    if decoder is None:
+        # the scanner hands parse_float only valid number literals: no need to check them again
+        decoder = _decoders.decoder = json.JSONDecoder(parse_float=partial(str.__new__, JSONNumber),
+                                                       parse_int=_exact_int)
+    return decoder
+
+
+def _exact_int(text: str) -> int | JSONNumber:
+    """An integer orjson also writes (64 bits), else its text (never int() of thousands of digits)."""
+    if len(text) <= 20:
+        value = int(text)
+        if -(2**63) <= value < 2**64:
+            return value
+    return str.__new__(JSONNumber, text)  # the scanner's own match: a valid literal
+
+
+def _json_shape(value: Any, limit: int) -> tuple[bool, bool]:
+    """(nested more than `limit` objects/arrays deep, holds a float): one walk, no recursion."""
+    has_float = False
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > limit:
+            return True, has_float
+        for child in item.values() if item.__class__ is dict else item:
+            cls = child.__class__
+            if cls is float:
+                has_float = True
+            elif cls is dict or cls is list:
+                stack.append((child, depth + 1))
+    return False, has_float
+
+
+def merge_params(query_pairs: list[tuple[str, str]], body_params: dict[str, Any]) -> Params:
+    """Query string first, then body parameters the query does not carry (the query wins a
+    name both carry, as it always has). A name sent more than once within the query, or
+    within a form or multipart body, keeps every value in `repeated`."""
+    merged = _pairs_params(query_pairs)
+    if not body_params:  # a GET: nothing to merge
+        return merged
+    body_repeated = getattr(body_params, "repeated", None)
     for name, value in body_params.items():
-        merged.setdefault(name, value)
+        if name not in merged:
+            merged[name] = value
+            if body_repeated and name in body_repeated:
+                if not merged.repeated:
+                    merged.repeated = {}
+                merged.repeated[name] = body_repeated[name]  # type: ignore[index]
     return merged
+
+
+def custom_data(params: dict[str, Any], consumed: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """What a record's custom_data keeps of `params`: every name but the `consumed` ones with its
+    value, and every repeated name (consumed or not) with the list of all its values."""
+    custom = {k: v for k, v in params.items() if k not in consumed} if consumed else dict(params)
+    repeated = getattr(params, "repeated", None)
+    if repeated:
+        for name, values in repeated.items():
+            custom[name] = list(values)
+    return custom
 
 
 def split_params(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]]
@@ -192,7 +445,9 @@ def split_params(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]]
     """(recognised fields by canonical name, custom_data of everything else).
 
     Only the alias that supplies a field is consumed; a second alias of the same
-    field stays in custom_data so a conflicting value is never silently lost.
+    field stays in custom_data so a conflicting value is never silently lost. A name
+    sent more than once gives its first value to the field, and the list of all its
+    values to custom_data (`custom_data`).
     """
     fields: dict[str, str | None] = dict.fromkeys(vocabulary)
     consumed: list[str] = []
@@ -202,10 +457,7 @@ def split_params(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]]
                 fields[canonical] = _as_text(params[alias])
                 consumed.append(alias)
                 break
-    if not consumed:
-        return fields, dict(params)
-    custom = {k: v for k, v in params.items() if k not in consumed}
-    return fields, custom
+    return fields, custom_data(params, consumed)
 
 
 def find_click_id(params: dict[str, Any]) -> str | None:

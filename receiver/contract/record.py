@@ -16,6 +16,7 @@ Keys are filled as far as the request got: a refused request's fields are a subs
 from __future__ import annotations
 
 import keyword
+import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -31,8 +32,8 @@ UTC_TIME = "UTC time string"  # YYYY-MM-DDTHH:MM:SS.ffffffZ (receiver.contract.t
 OBJECT = "object"
 TYPES = (TEXT, INT, BOOL, DECIMAL, UTC_TIME, OBJECT)
 
-KINDS = ("click", "track", "postback", "health", "unrouted", "other")
-RESULTS = ("click", "offer_inactive", "tracked", "recorded", "duplicate", "test", "ok")
+KINDS = ("click", "track", "postback", "health", "unrouted", "other", "probe", "http_error")
+RESULTS = ("click", "offer_inactive", "tracked", "recorded", "duplicate", "test", "ok", "probe")
 
 
 @dataclass(frozen=True)
@@ -138,14 +139,19 @@ MEMBERS = Shape("record", (
     Definition("event_id", TEXT, "UUID v4 of this record"),
     Definition("received_at", UTC_TIME, "when the request arrived, UTC, `YYYY-MM-DDTHH:MM:SS.ffffffZ`"),
     Definition("kind", TEXT, "`click`, `track`, `postback`, `health`, `unrouted` (no such path), `other` "
-               "(e.g. a wrong method, and `GET /openapi.json` with `result = \"ok\"`)"),
+               "(e.g. a wrong method, and `GET /openapi.json` with `result = \"ok\"`), `probe` (a `HEAD` of a "
+               "tracking link: answered like the click, but no click is made), `http_error` (a request the HTTP "
+               "server refused before any route read it: a malformed request line or header, a head over 64 KiB, "
+               "an invalid Content-Length or chunked body)"),
     Definition("route", TEXT, "the route template that served it (`/api/postback`, `/postback/{key}`, "
                "`/t/{slug}`, ...); null when unrouted", nullable=True),
-    Definition("method", TEXT, "the HTTP method, as received"),
-    Definition("path", TEXT, "the path, as received"),
+    Definition("method", TEXT, "the HTTP method, as received (`\"\"` in an `http_error` record whose request "
+               "line names none)"),
+    Definition("path", TEXT, "the path, as received (percent-decoded; `\"\"` in an `http_error` record whose "
+               "request line names none)"),
     Definition("query", TEXT, "the raw query string, undecoded"),
-    Definition("body", TEXT, "the raw body, at most 64 KiB of it: UTF-8 text, or base64 when "
-               "`body_encoding` is `base64`"),
+    Definition("body", TEXT, "the raw body as received (still compressed when `fields.content_encoding` names a "
+               "coding), at most 64 KiB of it: UTF-8 text, or base64 when `body_encoding` is `base64`"),
     Definition("body_encoding", TEXT, "`utf-8` or `base64`"),
     Definition("body_bytes", INT, "the full body size in bytes"),
     Definition("body_truncated", BOOL, "true when `body` holds only the first 64 KiB"),
@@ -162,8 +168,10 @@ MEMBERS = Shape("record", (
     Definition("error", TEXT, "on refusal: the error code we answered (`click_not_found`, `invalid_api_key`, "
                "...: receiver.contract.codes)", nullable=True),
     Definition("fields", OBJECT, "what we parsed and decided, by kind (below)"),
-    Definition("custom_data", OBJECT, "every parameter we did not recognise, unchanged (strings from query and "
-               "form bodies; JSON values as sent)"),
+    Definition("custom_data", OBJECT, "every parameter we did not recognise, unchanged (strings from the query, "
+               "form, text and multipart bodies; JSON values as sent, numbers with the very digits sent); a name "
+               "sent more than once in the query, or in a form or multipart body, recognised or not, holds the "
+               "list of all its values in the order sent"),
 ))
 # What a writer builds: the members but the framing's, `v` set, `seq` left to the log writer.
 RECORD = Shape("record", tuple(d for d in MEMBERS if not d.framing), defaults={"v": FORMAT_VERSION})
@@ -270,10 +278,36 @@ POSTBACK_FIELDS = Shape("postback fields", (
                "`currency`", nullable=True, only="reversals"),
 ))
 
+PROBE_FIELDS = Shape("probe fields", (
+    Definition("slug", TEXT, "the tracking link's slug"),
+    Definition("offer_id", TEXT, "the link's offer"),
+    Definition("partner_id", TEXT, "the partner owning the offer"),
+    Definition("affiliate_id", TEXT, "the link's affiliate", nullable=True),
+    Definition("redirect_url", TEXT, "the Location answered: the offer URL with our parameters but no click "
+               "id (no click was made, so none could ever convert); the homepage for an inactive offer"),
+))
+
+HTTP_ERROR_FIELDS = Shape("http_error fields", (
+    Definition("server_reason", TEXT, "the HTTP server's own words for what it refused (waitress: `Bad URI`, "
+               "`Invalid header`, `Content-Length is invalid`, `Invalid chunk size`...)"),
+    Definition("request_line", TEXT, "the request line as received, escaped (`receiver.contract.record."
+               "escape_bytes`): UTF-8 text as it is, `\\\\` for a backslash, and `\\xHH` for each byte of a "
+               "character that is not printable or not UTF-8", nullable=True),
+    Definition("headers", TEXT, "the header lines after the request line as received, parsed or not, each "
+               "with its CRLF, and the blank line that ends them (escaped like `request_line`, so a CRLF reads "
+               "`\\x0d\\x0a`)"),
+    Definition("head_truncated", BOOL, "true when the request line and `headers` hold only the first 64 KiB of a "
+               "longer head (`headers_too_large`)"),
+))
+
 ANY_RECORD_FIELDS = Shape("fields of any record", (
     Definition("click_id", TEXT, "a click id parameter the request carried (`click_id`, `cid`, `clickid` or "
-               "`clickId`), else null: in `unrouted` records (a postback sent to a wrong path) and in a "
-               "request refused before its route read it (e.g. a wrong method)", nullable=True),
+               "`clickId`), else null: in `unrouted` records (a postback sent to a wrong path), in a "
+               "request refused before its route read it (e.g. a wrong method) and in `http_error` records",
+               nullable=True),
+    Definition("content_encoding", TEXT, "the request's Content-Encoding header (`gzip`, `deflate`): its "
+               "parameters were read from the decoded body, and `body` keeps the body as received",
+               only="requests with a Content-Encoding"),
     Definition("unencodable", TEXT, "why the parsed fields could not be written as JSON; then it is the only "
                "key, and `custom_data` is empty (the raw request is still logged)", only="such records"),
 ))
@@ -282,6 +316,8 @@ FIELDS_BY_KIND: dict[str, Shape] = {
     "click": CLICK_FIELDS,
     "track": TRACK_FIELDS,
     "postback": POSTBACK_FIELDS,
+    "probe": PROBE_FIELDS,
+    "http_error": HTTP_ERROR_FIELDS,
 }
 
 
@@ -297,7 +333,7 @@ def all_fields() -> dict[str, str]:
     """{fields key: type} over every kind, in first-defined order (postbacks, clicks, tracks,
     any record): the columns a flattened `fields` has. A key has one type in every kind."""
     types: dict[str, str] = {}
-    for shape in (POSTBACK_FIELDS, CLICK_FIELDS, TRACK_FIELDS, ANY_RECORD_FIELDS):
+    for shape in (POSTBACK_FIELDS, CLICK_FIELDS, TRACK_FIELDS, PROBE_FIELDS, HTTP_ERROR_FIELDS, ANY_RECORD_FIELDS):
         for definition in shape:
             known = types.setdefault(definition.name, definition.type)
             if known != definition.type:
@@ -309,3 +345,42 @@ def all_fields() -> dict[str, str]:
 def members() -> dict[str, str]:
     """{top-level member: type}, in the order the writer writes them (crc32 first)."""
     return {d.name: d.type for d in MEMBERS}
+
+
+# ---------------------------------------------------------------- raw bytes as text
+
+_HEX = re.compile(r"\\(\\|x[0-9a-f]{2})")
+
+
+def escape_bytes(raw: bytes) -> str:
+    """Bytes as received, as readable text that gives them back (`unescape_bytes`).
+
+    UTF-8 text stays as it is; a backslash becomes `\\\\`; every byte of a character that is
+    not printable (control characters, CR, LF, NUL, line separators) or not UTF-8 at all
+    becomes `\\xHH`. `http_error` records keep the request line and header lines so.
+    """
+    text = raw.decode("utf-8", "surrogateescape")
+    if text.isprintable() and "\\" not in text:
+        return text  # the usual case: nothing to escape
+    out = []
+    for char in text:
+        if char == "\\":
+            out.append("\\\\")
+        elif char.isprintable():
+            out.append(char)
+        else:
+            out.extend(f"\\x{byte:02x}" for byte in char.encode("utf-8", "surrogateescape"))
+    return "".join(out)
+
+
+def unescape_bytes(text: str) -> bytes:
+    """The bytes `escape_bytes` gave `text` for."""
+    out = bytearray()
+    pos = 0
+    for match in _HEX.finditer(text):
+        out += text[pos:match.start()].encode("utf-8")
+        token = match.group(1)
+        out += b"\\" if token == "\\" else bytes([int(token[1:], 16)])
+        pos = match.end()
+    out += text[pos:].encode("utf-8")
+    return bytes(out)

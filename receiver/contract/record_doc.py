@@ -16,8 +16,10 @@ from pathlib import Path
 from receiver.contract.record import (
     ANY_RECORD_FIELDS,
     CLICK_FIELDS,
+    HTTP_ERROR_FIELDS,
     MEMBERS,
     POSTBACK_FIELDS,
+    PROBE_FIELDS,
     TRACK_FIELDS,
     Definition,
     Shape,
@@ -28,6 +30,8 @@ BLOCKS: dict[str, tuple[str, Shape]] = {
     "click-fields": ("field", CLICK_FIELDS),
     "track-fields": ("field", TRACK_FIELDS),
     "postback-fields": ("field", POSTBACK_FIELDS),
+    "probe-fields": ("field", PROBE_FIELDS),
+    "http-error-fields": ("field", HTTP_ERROR_FIELDS),
     "any-record-fields": ("field", ANY_RECORD_FIELDS),
 }
 _BLOCK_RE = re.compile(r"(<!-- contract:(?P<name>[a-z-]+) -->\n)(?P<body>.*?)(<!-- /contract:(?P=name) -->)", re.S)

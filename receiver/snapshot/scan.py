@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from receiver.contract.framing import BadLine, iter_lines, segment_name_of
+from receiver.contract.params import pair_key
 from receiver.contract.timeutil import parse_utc
 from receiver.indexes import NEVER, ROW, Combo, to_micros, uuid_key
 from receiver.snapshot.identity import segment_id
@@ -50,7 +51,7 @@ def scan_segment(path: Path) -> IndexData:
             clicks.pop(click_id, None)  # a repeated id: the later click replaces the earlier
             clicks[click_id] = _click_row(fields)
         elif kind == "postback" and record.get("result") == "recorded":
-            conversions.append([fields["click_id"], fields["transaction_id"], fields.get("status", "")])
+            conversions.append([*pair_key(fields["click_id"], fields["transaction_id"]), fields.get("status", "")])
     if not segment_id(path).matches(ident):  # (compressed meanwhile is the same content)
         raise RuntimeError(f"{path} changed while it was read: it is not sealed")
     data = IndexData(covers=[ident], top_seq=top, conversions=conversions, bad_lines=bad)

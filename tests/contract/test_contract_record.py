@@ -18,7 +18,7 @@ from receiver.contract.framing import iter_log
 from receiver.contract.record_doc import BLOCKS, render_doc, render_table
 from receiver.contract.timeutil import parse_utc
 from tests.support.paths import REPO
-from tests.support.traffic import send_every_kind
+from tests.support.traffic import send_every_kind, send_every_way_of_sending
 
 DECIMAL_RE = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]{1,8})?")
 UTC_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
@@ -27,7 +27,7 @@ UTC_TIME_RE = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}Z")
 @pytest.fixture
 def every_kind(harness: Any) -> list[dict[str, Any]]:
     """The records of traffic that makes every kind of record, accepted and refused."""
-    sent = send_every_kind(harness)
+    sent = {**send_every_kind(harness), **send_every_way_of_sending(harness)}
     records = list(iter_log(harness.data_dir / "log"))
     assert len(records) == len(sent)
     return records

@@ -75,6 +75,8 @@ def test_every_postback_alias_and_error_code_is_documented() -> None:
     assert set(operation["requestBody"]["content"]) == {
         "application/json",
         "application/x-www-form-urlencoded",
+        "multipart/form-data",  # issue 12: multipart and text bodies are read too
+        "text/plain",
     }
     codes = set()
     for status, response in operation["responses"].items():

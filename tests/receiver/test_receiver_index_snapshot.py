@@ -332,7 +332,7 @@ def test_added_clicks_win_and_are_counted_once() -> None:
     assert index.get(cid) == new and len(index) == 1 and list(index) == [cid]
     index.add(Click("custom-id", "link", "o1", "p1", None, None, None, None))
     assert len(index) == 2 and sorted(index) == sorted([cid, "custom-id"])
-    assert index.get(cid.upper()) is None  # another string: unknown, as it was in a dict
+    assert index.get(cid.upper()) == new  # issue 12: a UUID click id is looked up in any case
 
 
 def test_memory_per_click_is_compact(tmp_path: Path) -> None:

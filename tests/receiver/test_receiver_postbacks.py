@@ -680,8 +680,10 @@ def test_body_media_types(harness, body: str, content_type) -> None:
     assert (ex.fields["click_id"], ex.fields["amount"]) == (cid, "2")
 
 
-def test_text_body_carries_no_parameters(harness) -> None:
+def test_text_body_holding_a_query_string_is_read(harness) -> None:
+    """Issue 12 changed this: a text/plain body holding a query string carries its parameters
+    (it was ignored, and this postback refused as click_id_required)."""
     cid = harness.link_click("open-1")
     ex = harness.post("/postback", body=f"cid={cid}", content_type="text/plain")
-    assert ex.status == 400 and ex.json["error"] == "click_id_required"
+    assert ex.json == RECORDED and ex.fields["click_id"] == cid
     assert ex.record["body"] == f"cid={cid}"  # still logged raw

@@ -216,7 +216,11 @@ def test_every_302_goes_to_the_configured_offer_and_never_carries_request_input(
     if record["result"] == "click":
         click_id = record["fields"]["click_id"]
         assert [v for k, v in parse_qsl(urlsplit(location).query) if k == "click_id"] == [click_id]
-    assert record["custom_data"] == dict(reversed(parse_qsl(urlencode(params), keep_blank_values=True)))
+    # issue 12: a name sent more than once keeps the list of its values (it kept only the first)
+    sent: dict[str, list[str]] = {}
+    for name, value in parse_qsl(urlencode(params), keep_blank_values=True):
+        sent.setdefault(name, []).append(value)
+    assert record["custom_data"] == {name: values if len(values) > 1 else values[0] for name, values in sent.items()}
 
 
 # ---------------------------------------------------------------- the same on a real server

@@ -117,3 +117,31 @@ def send_profile_postbacks(get: Any) -> None:
     get("postback profile reversal of nothing", profile_url, params={"subid": prof, "tid": "k-r2",
                                                                     "payout": "-1", "ref": "k-9"})
     get("postback profile test", profile_url, params={"status": "test"})
+
+
+def send_every_way_of_sending(harness: Any) -> dict[str, Any]:
+    """What issue 12 added to the kinds of traffic (sent after `send_every_kind`, kept apart so
+    that traffic writes the bytes it always wrote): HEAD probes of a tracking link, a gzip body
+    on an unknown path and one cut short on a postback route, and a request the HTTP server itself refuses
+    (receiver.http_errors, fed the raw bytes as waitress would be). {label: answer}."""
+    import gzip
+
+    from waitress.adjustments import Adjustments
+
+    from receiver.http_errors import RecordingParser, log_refused_request
+
+    sent: dict[str, Any] = {}
+    harness.clock.advance(seconds=7)
+    sent["link probe"] = harness.request("HEAD", "/t/alpha-1", params={"sub1": "a"})
+    sent["link probe inactive offer"] = harness.request("HEAD", "/t/alpha-paused-1")
+    sent["link probe not found"] = harness.request("HEAD", "/t/no-such-link")
+    form = gzip.compress(b"cid=not-a-click&payout=2&sub=a&sub=b")
+    sent["postback gzip cut short"] = harness.post("/postback", body=form[:-9], headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
+    sent["unrouted gzip"] = harness.post("/no/such/path", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
+    parser = RecordingParser(Adjustments())
+    parser.received(b"GET /postback?cid=a\xff\xfeb HTTP/1.1\r\nHost: x\r\nUser-Agent: raw\r\n\r\n")
+    assert parser.completed and parser.error is not None
+    sent["refused by the server"] = log_refused_request(harness.receiver, parser, "203.0.113.9")
+    return sent
