@@ -148,12 +148,15 @@ def _simulate(args: argparse.Namespace) -> int:
         if args.out is None or args.events is None:
             print("clickledger simulate --offline needs --events N and --out DIR", file=sys.stderr)
             return 2
+        from clickledger.progress import Progress
         from clickledger.simulator.offline import generate_log
         from receiver.log import LogLockedError
 
         try:
-            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix,
-                                   end=args.end, days=args.days, compress=not args.plain)
+            with Progress() as shown:
+                summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix,
+                                       end=args.end, days=args.days, compress=not args.plain,
+                                       progress=lambda done, total: shown.update(done, total, "writing", "events"))
         except (FileExistsError, LogLockedError, ValueError) as exc:
             print(f"clickledger simulate: {exc}", file=sys.stderr)
             return 2

@@ -17,15 +17,25 @@ DEFAULT_DATA = Path("data")
 PROGRESS_MIN_SEGMENTS = 20  # fewer segments than this finish too fast to need progress lines
 
 
-def _progress(index: int, total: int, path: Path) -> None:
-    """One line updated in place on a terminal; about every tenth segment in a log file."""
-    if total < PROGRESS_MIN_SEGMENTS:
-        return
-    if sys.stderr.isatty():
-        end = "\n" if index == total else ""
-        print(f"\r  staging {index}/{total} segments ({path.name})", end=end, file=sys.stderr, flush=True)
-    elif index == total or index % max(1, total // 10) == 0:
-        print(f"  staging {index}/{total} segments", file=sys.stderr, flush=True)
+class _Progress:
+    """The run's progress on stderr (clickledger.progress: a bar with rate and ETA on a terminal, a
+    line every few seconds in a log), from the pipeline's (index, total, item) callback; silent on
+    logs of fewer than PROGRESS_MIN_SEGMENTS segments, which finish too fast to need it."""
+
+    def __init__(self) -> None:
+        from clickledger.progress import Progress
+
+        self.shown = Progress()
+        self.quiet = False
+
+    def __call__(self, index: int, total: int, item: object) -> None:
+        if isinstance(item, Path) and index == 1:
+            self.quiet = total < PROGRESS_MIN_SEGMENTS
+        if not self.quiet:
+            self.shown(index, total, item)
+
+    def close(self) -> None:
+        self.shown.close()
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -61,10 +71,13 @@ def _run(args: argparse.Namespace) -> int:
     from pipeline.errors import PipelineError
     from pipeline.runner import run
 
+    progress = _Progress()
     try:
-        summary = run(args.data, skip_corrupt=args.skip_corrupt, progress=_progress)
+        summary = run(args.data, skip_corrupt=args.skip_corrupt, progress=progress)
     except PipelineError as exc:
         return _fail(exc)
+    finally:
+        progress.close()
     print(summary.describe())
     return 0
 
@@ -74,10 +87,13 @@ def _credit(args: argparse.Namespace) -> int:
     from pipeline.errors import PipelineError
     from pipeline.runner import credit
 
+    progress = _Progress()
     try:
-        report = credit(args.data, skip_corrupt=args.skip_corrupt, progress=_progress)
+        report = credit(args.data, skip_corrupt=args.skip_corrupt, progress=progress)
     except PipelineError as exc:
         return _fail(exc)
+    finally:
+        progress.close()
     print(report.describe())
     return 0
 
@@ -165,8 +181,10 @@ def demo_steps(data_dir: Path) -> int:
     from pipeline.errors import PipelineError
     from pipeline.runner import credit, run
 
+    progress = _Progress()
     try:
-        summary = run(data_dir, progress=_progress)
+        summary = run(data_dir, progress=progress)
+        progress.close()
         print()
         print(summary.describe())
         report = credit(data_dir)

@@ -4,7 +4,7 @@ A sent id is "near" a known one when, ignoring case, it is equal, one contains t
 other (a click id wrapped in quotes or braces, or with junk appended), one is a prefix
 or suffix of the other (a truncated id of at least 8 characters that fits only one
 known id), or the two are within
-Levenshtein distance 2 (a typo). Ties go to the smaller distance, then to the smaller
+Levenshtein distance 2 (a typo, measured by rapidfuzz). Ties go to the smaller distance, then to the smaller
 id, so the answer is deterministic.
 
 The distance search uses a pigeonhole index: two edits can spoil at most two of an
@@ -18,9 +18,10 @@ from __future__ import annotations
 import bisect
 import re
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 
 import polars as pl
+from rapidfuzz.distance import Levenshtein
 
 MAX_DISTANCE = 2
 MIN_AFFIX = 8
@@ -28,57 +29,9 @@ UUID_IN_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9
 
 
 def levenshtein(a: str, b: str, limit: int = MAX_DISTANCE) -> int:
-    """Edit distance of a and b, or limit + 1 when it is larger than limit.
-
-    Only the diagonal band |i - j| <= limit of the table is computed: O(len x limit).
-    """
-    n, m = len(a), len(b)
-    if abs(n - m) > limit:
-        return limit + 1
-    # A common prefix or suffix never changes the distance: cut both, so a typo in a
-    # 36-character id leaves a table of a few cells instead of 36 rows of Python.
-    head = _common_length(a, b, lambda s, k: s[:k])
-    a, b = a[head:], b[head:]
-    tail = _common_length(a, b, lambda s, k: s[len(s) - k:])
-    a, b = a[:len(a) - tail], b[:len(b) - tail]
-    n, m = len(a), len(b)
-    if n == 0 or m == 0:
-        return min(max(n, m), limit + 1)
-    over = limit + 1
-    previous = [j if j <= limit else over for j in range(m + 1)]
-    for i in range(1, n + 1):
-        current = [over] * (m + 1)
-        if i <= limit:
-            current[0] = i
-        lo, hi = max(1, i - limit), min(m, i + limit)
-        ca = a[i - 1]
-        best = current[0]
-        for j in range(lo, hi + 1):
-            cost = previous[j - 1] + (ca != b[j - 1])
-            if previous[j] + 1 < cost:
-                cost = previous[j] + 1
-            if current[j - 1] + 1 < cost:
-                cost = current[j - 1] + 1
-            current[j] = cost if cost < over else over
-            if cost < best:
-                best = cost
-        if best > limit:
-            return over
-        previous = current
-    return min(previous[m], over)
-
-
-def _common_length(a: str, b: str, part: Callable[[str, int], str]) -> int:
-    """The largest k with part(a, k) == part(b, k) (a common prefix or suffix length), found by
-    binary search: each probe is one C-level comparison, never a Python loop per character."""
-    lo, hi = 0, min(len(a), len(b))
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if part(a, mid) == part(b, mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
+    """Edit distance of a and b, or limit + 1 when it is larger than limit (rapidfuzz's C++
+    Levenshtein with a cutoff: it stops as soon as the distance is past `limit`)."""
+    return Levenshtein.distance(a, b, score_cutoff=limit)
 
 
 def _thirds(n: int) -> tuple[int, int]:
@@ -148,7 +101,8 @@ class NearestClickIndex:
             for shift in range(-MAX_DISTANCE, MAX_DISTANCE + 1):
                 if i + shift >= 0:
                     candidates.update(parts.get(("b", n, q[i + shift:j + shift]), ()))
-        scored = [(levenshtein(q, k), k) for k in candidates]
+        distance = Levenshtein.distance
+        scored = [(distance(q, k, score_cutoff=MAX_DISTANCE), k) for k in candidates]
         scored = [s for s in scored if s[0] <= MAX_DISTANCE]
         return self.original[min(scored)[1]] if scored else None
 

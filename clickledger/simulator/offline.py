@@ -196,7 +196,8 @@ def template_clicks(events: int) -> int:
 def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
                  clicks_per_day: int | None = None, segment_bytes: int = DEFAULT_SEGMENT_BYTES,
                  mix: str = "all", end: date | None = None, days: int | None = None,
-                 compress: bool = True) -> OfflineSummary:
+                 compress: bool = True,
+                 progress: Callable[[int, int], None] | None = None) -> OfflineSummary:
     """Write `events` records as log segments of `out`/log (plus config.toml and fx_rates.csv).
 
     A fresh directory gets the demo network's config, and its events spread over the `days`
@@ -206,7 +207,8 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
     byte-identical files. `mix="earn"` writes only the earn app's traffic (an earn-heavy log,
     for the wallet credit job); `mix="clicks"` only recorded clicks, link and earn (for the
     receiver's start-up with millions of known clicks). `compress` (default) compresses each
-    segment once written, as the receiver does once it is sealed.
+    segment once written, as the receiver does once it is sealed. `progress(done, events)` is
+    called after each template copy (clickledger.progress shows it with rate and ETA).
     """
     if mix not in MIXES:
         raise ValueError(f"mix must be one of {', '.join(MIXES)}")
@@ -315,6 +317,8 @@ def generate_log(out: Path, events: int, seed: int = 1, *, append: bool = False,
                     i = cut
             seq += count
             left -= count
+            if progress is not None:
+                progress(events - left, events)
             summary.last_day = day
             if copy == 0:
                 summary.first_day = day

@@ -166,3 +166,14 @@ def test_levenshtein_of_edited_ids(click_id, edits):
         sent = (sent[:pos] + char + sent[pos + 1:] if kind == "s" else
                 sent[:pos] + sent[pos + 1:] if kind == "d" else sent[:pos] + char + sent[pos:])
     assert levenshtein(click_id, sent) == min(_full_levenshtein(click_id, sent), 3)
+
+
+def test_edit_distances_come_from_rapidfuzz():
+    """Issue 13: the nearest-click search's distances are rapidfuzz's C++ Levenshtein (with a cutoff),
+    not a Python table; the properties above hold it to the full table."""
+    from rapidfuzz.distance import Levenshtein
+
+    import pipeline.nearest as nearest
+
+    assert nearest.Levenshtein is Levenshtein
+    assert levenshtein("0" * 5000, "1" * 5000) == 3  # a long pair is cut off at once
