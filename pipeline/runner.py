@@ -141,7 +141,8 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     if not fx_path.exists():
         log.warning("%s not found: conversions outside %s will not count", fx_path, config.base_currency)
     cache = data.staging_dir if use_cache else None
-    staged: StagedLog = stage_log(data.log_dir, cache_dir=cache, skip_corrupt=skip_corrupt, progress=progress)
+    staged: StagedLog = stage_log(data.log_dir, cache_dir=cache, skip_corrupt=skip_corrupt, progress=progress,
+                                  tmp_dir=data.warehouse_tmp_dir)
     problems = check_consistency(staged.rows)
     if problems:
         raise PipelineConsistencyError(problems)

@@ -38,6 +38,7 @@ from typing import Any
 import orjson
 import polars as pl
 
+from pipeline import duck
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
 from receiver.contract import record as log_record
@@ -281,14 +282,16 @@ def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame
     return frame
 
 
-def _stage_checked(path: Path) -> tuple[pl.DataFrame, list[BadLine]]:
+def _stage_checked(path: Path, tmp_dir: Path | None = None) -> tuple[pl.DataFrame, list[BadLine]]:
     """(staged rows, bad lines) of one segment (either form); safe to run in a thread (reports nothing)."""
     data, damage = load_segment(path)
     line_nos, bad = check_lines(path, data)
     if damage is not None:
         bad.append(damage)
     try:
-        frame = stage_lines_duckdb(path, None if not bad else _good_bytes(data, line_nos))
+        # DuckDB parses the bytes checked here (already decompressed: reading the .zst again
+        # cost a second decompression, ~2 us an event), so what is staged is what was checked
+        frame = stage_lines_duckdb(path, data if not bad else _good_bytes(data, line_nos), tmp_dir)
     except Exception as exc:  # noqa: BLE001  (duckdb raises several kinds for unexpected input)
         log.debug("DuckDB could not stage %s (%s): staging it record by record", path.name, exc)
         return stage_segment_python(path, lambda item: None), bad
@@ -321,43 +324,45 @@ def _duckdb_columns() -> str:
     return "{" + ", ".join(f"'{k}': '{v}'" for k, v in columns.items()) + "}"
 
 
-def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
-    """Staged rows (without line_no) of the segment at `path`, or of `data` (its intact lines)
-    when some were bad, parsed by DuckDB with fixed column types (no sniffing) and handed to
-    Polars through a Parquet file (no pyarrow)."""
+def stage_lines_duckdb(path: Path, data: bytes | None = None, tmp_dir: Path | None = None) -> pl.DataFrame:
+    """Staged rows (without line_no) of the segment at `path`, or of `data` (its checked lines),
+    parsed by DuckDB with fixed column types (no sniffing) and handed to Polars through a
+    Parquet file (no pyarrow). Scratch files and DuckDB's spill go to `tmp_dir` (the system's
+    temporary directory when None)."""
     import tempfile
 
     import duckdb
 
-    with tempfile.TemporaryDirectory(prefix="clickledger-stage-") as tmp:
+    if tmp_dir is not None:
+        tmp_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="clickledger-stage-", dir=tmp_dir) as tmp:
         target = Path(tmp) / "rows.parquet"
         if data is not None:
             source = Path(tmp) / "lines.ndjson"
             source.write_bytes(data)
-            _copy_rows_duckdb(source, target)
+            _copy_rows_duckdb(source, target, Path(tmp))
         else:
             try:  # DuckDB decompresses a .zst itself
-                _copy_rows_duckdb(path, target)
+                _copy_rows_duckdb(path, target, Path(tmp))
             except duckdb.IOException:
                 # a plain segment compressed (and removed) since it was listed: its compressed
                 # form holds the same bytes (receiver.compression)
                 if path.exists() or is_compressed(path):
                     raise
-                _copy_rows_duckdb(compressed_path(path), target)
+                _copy_rows_duckdb(compressed_path(path), target, Path(tmp))
         raw = pl.read_parquet(target)
     return _finish_raw(raw, segment_name_of(path))
 
 
-def _copy_rows_duckdb(source: Path, target: Path) -> None:
+def _copy_rows_duckdb(source: Path, target: Path, tmp_dir: Path | None = None) -> None:
     """The rows staging reads of the NDJSON (or .ndjson.zst) file `source`, into the Parquet file `target`."""
-    import duckdb
-
     select = ", ".join([*_TOP_INT, *_TOP_TEXT, *_TOP_BOOL, f"{CUSTOM_DATA}::VARCHAR AS {CUSTOM_DATA}", *RAW_BODY,
                         *(f"{FIELDS}.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
     quoted, out = (str(p).replace("'", "''") for p in (source, target))
     # one thread: a single NDJSON file does not parse faster with two, and stage_log
-    # already stages two segments at once
-    con = duckdb.connect(config={"threads": 1})
+    # already stages two segments at once; a memory limit and a spill directory, as every
+    # DuckDB of the pipeline (pipeline.duck)
+    con = duck.connect(tmp_dir, memory_limit=duck.STAGING_MEMORY_LIMIT, threads=1)
     try:
         con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
                     f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{out}' "
@@ -430,12 +435,14 @@ def stage_log(
     cache_dir: Path | None = None,
     skip_corrupt: bool = False,
     progress: Callable[[int, int, Path], None] | None = None,
+    tmp_dir: Path | None = None,
 ) -> StagedLog:
     """Stage every segment of `log_dir` (cached per segment when `cache_dir` is given).
 
     A torn last line is skipped with a warning. A corrupt line elsewhere raises
     CorruptLogError naming segment and line, unless `skip_corrupt`; then it is
-    skipped and reported in `StagedLog.skipped`.
+    skipped and reported in `StagedLog.skipped`. DuckDB's scratch and spill files go to
+    `tmp_dir` (DATA/warehouse/tmp/ in a run).
     """
     paths = segment_paths(log_dir)
     staged = StagedLog(empty_events().lazy(), paths)
@@ -455,7 +462,7 @@ def stage_log(
         def submit_next() -> None:
             item = next(queue, None)
             if item is not None:
-                ahead[item[0]] = pool.submit(_stage_checked, item[1])
+                ahead[item[0]] = pool.submit(_stage_checked, item[1], tmp_dir)
 
         for _ in range(STAGING_THREADS):
             submit_next()

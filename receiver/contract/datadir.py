@@ -6,7 +6,10 @@
       log/                   the append-only event log: segment-NNNNNNNN.ndjson, compressed to
                              segment-NNNNNNNN.ndjson.zst once sealed (the source of truth)
       index/                 the receiver's index snapshots (derived, safe to delete)
-      warehouse/             the derived tables: <table>.parquet, warehouse.duckdb, staging/ (a cache)
+      warehouse/             the derived tables: <table>/click_day=YYYY-MM-DD/part.parquet (or
+                             <table>.parquet for a small whole table), warehouse.duckdb; staging/
+                             (a cache), by_click_day/ and routes/ (the run's per-history state),
+                             tmp/ (DuckDB's spill)
       ledger/                wallet_credits.ndjson, the wallet's append-only ledger
       .clickledger-demo      present when `clickledger demo` made the directory
 
@@ -32,6 +35,10 @@ class DataDir:
     WAREHOUSE_DIR = "warehouse"
     STAGING_DIR = "staging"  # inside warehouse/
     WAREHOUSE_DB_FILE = "warehouse.duckdb"  # inside warehouse/
+    WAREHOUSE_TMP_DIR = "tmp"  # inside warehouse/: DuckDB spills here, staging's scratch files
+    BY_CLICK_DAY_DIR = "by_click_day"  # inside warehouse/: staged rows routed to their click's day
+    ROUTES_DIR = "routes"  # inside warehouse/: click id -> the day its rows go to
+    RUN_STATE_FILE = "run-state.json"  # inside warehouse/: what the last run derived from
     LEDGER_DIR = "ledger"
     LEDGER_FILE = "wallet_credits.ndjson"  # inside ledger/
     DEMO_MARKER_FILE = ".clickledger-demo"
@@ -90,6 +97,22 @@ class DataDir:
     @property
     def staging_dir(self) -> Path:
         return self.warehouse_dir / self.STAGING_DIR
+
+    @property
+    def warehouse_tmp_dir(self) -> Path:
+        return self.warehouse_dir / self.WAREHOUSE_TMP_DIR
+
+    @property
+    def by_click_day_dir(self) -> Path:
+        return self.warehouse_dir / self.BY_CLICK_DAY_DIR
+
+    @property
+    def routes_dir(self) -> Path:
+        return self.warehouse_dir / self.ROUTES_DIR
+
+    @property
+    def run_state_path(self) -> Path:
+        return self.warehouse_dir / self.RUN_STATE_FILE
 
     @property
     def warehouse_db_path(self) -> Path:
