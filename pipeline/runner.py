@@ -12,28 +12,34 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from pathlib import Path
 
 import polars as pl
 
-from pipeline import schemas
+from pipeline import partitions, schemas
 from pipeline.conversions import build_conversions, check_consistency, pair_history
 from pipeline.earnings import build_earnings
 from pipeline.errors import PipelineConfigError, PipelineConsistencyError, PipelineError
 from pipeline.events import build_clicks, build_postbacks
 from pipeline.fx import read_fx_rates
 from pipeline.issues import build_issues
+from pipeline.nearest import index_for
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
 from pipeline.wallet import CreditReport, build_wallet_tables, credit_batch
-from pipeline.warehouse import Warehouse, write_tables
+from pipeline.wallet.ledger import ledger_path
+from pipeline.warehouse import Warehouse, load, write_tables
 from receiver.contract.config import Config, ConfigError
 from receiver.contract.config_file import load_config
 from receiver.contract.datadir import DataDir
 from receiver.contract.framing import BadLine
+from receiver.contract.params import click_id_shape
 
 log = logging.getLogger("clickledger.pipeline")
 
@@ -111,13 +117,13 @@ CLICK_COLUMNS = ["kind", "result", "click_id", "seq", "offer_currency", "revenue
                  "custom_data", "task_url", "redirect_url", "event_id"]
 
 
-def _postback_columns() -> list[str]:
+def postback_columns() -> list[str]:
     wanted = {*schemas.polars_schema("postbacks"), "key_partner_id", "error", "kind", "result", "partner_id", "seq",
               "reversal"}
     return [c for c in STAGED_SCHEMA if c in wanted]
 
 
-def _issue_columns() -> list[str]:
+def issue_columns() -> list[str]:
     wanted = {*schemas.polars_schema("postback_issues"), "event_id", "kind", "path", "remote_addr", "forwarded_for",
               "partner_id", "key_partner_id", "result", "error", "click_id", "seq"}
     return [c for c in STAGED_SCHEMA if c in wanted]
@@ -128,6 +134,35 @@ def load_pipeline_config(data_dir: str | os.PathLike[str]) -> Config:
         return load_config(DataDir(data_dir).config_path)
     except ConfigError as exc:
         raise PipelineConfigError(str(exc)) from None
+
+
+def derive_log_tables(staged: StagedLog, config: Config, rates: pl.DataFrame,
+                      nearest_candidates: pl.DataFrame | None = None) -> tuple[pl.DataFrame, ...]:
+    """(clicks, postbacks, conversions, earnings, postback_issues) of these staged rows, each
+    validated: of the whole log (`derive`) or of one click day's routed rows (pipeline.partitions).
+    `nearest_candidates` (click_id) adds the known clicks of other days that the nearest-click
+    search may answer with."""
+    # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
+    clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
+    # the statuses of profile partners are mapped here, with this run's config: never cached
+    postbacks = schemas.validate("postbacks", build_postbacks(staged.select(postback_columns(), ("postback",)),
+                                                              config))
+    history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
+    conversions = schemas.validate(
+        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
+    recorded = postbacks.filter(pl.col("result") == "recorded").height
+    if conversions.height != recorded:  # the derivation itself must never lose or invent one
+        raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
+    earnings = schemas.validate("earnings", build_earnings(conversions))
+    issue_events = staged.select(issue_columns(), ("postback", "unrouted"))
+    known = clicks
+    if nearest_candidates is not None and nearest_candidates.height:
+        others = nearest_candidates.join(clicks.select("click_id"), on="click_id", how="anti")
+        known = pl.concat([clicks.select("click_id", "partner_id"),
+                           others.select("click_id", pl.lit(None, dtype=pl.String).alias("partner_id"))])
+    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, known, conversions, history,
+                                                              config))
+    return clicks, postbacks, conversions, earnings, issues
 
 
 def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, progress: Progress | None = None,
@@ -146,22 +181,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     problems = check_consistency(staged.rows)
     if problems:
         raise PipelineConsistencyError(problems)
-    # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
-    clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
-    # the statuses of profile partners are mapped here, with this run's config: never cached
-    postbacks = schemas.validate("postbacks", build_postbacks(staged.select(_postback_columns(), ("postback",)),
-                                                              config))
-    history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
-    conversions = schemas.validate(
-        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
-    recorded = postbacks.filter(pl.col("result") == "recorded").height
-    if conversions.height != recorded:  # the derivation itself must never lose or invent one
-        raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
-    earnings = schemas.validate("earnings", build_earnings(conversions))
-    issue_events = staged.select(_issue_columns(), ("postback", "unrouted"))
-    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history,
-                                                              config))
-    del issue_events
+    clicks, postbacks, conversions, earnings, issues = derive_log_tables(staged, config, rates)
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
     tables = {
         "clicks": clicks,
@@ -201,24 +221,182 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
 
 def run(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False,
         progress: Progress | None = None) -> RunSummary:
-    """Derive every table from DATA/log/ and write DATA/warehouse/ (see `clickledger run`)."""
-    tables, summary = derive(data_dir, skip_corrupt=skip_corrupt, progress=progress)
-    directory = DataDir(data_dir).warehouse_dir
-    write_tables(directory, tables)
+    """Derive the tables from DATA/log/ and write DATA/warehouse/ (see `clickledger run`): only the
+    click days that new or grown segments touch are derived again (pipeline.partitions)."""
+    data_dir = Path(data_dir)
+    data = DataDir(data_dir)
+    summary, _ = _run_partitioned(data, skip_corrupt=skip_corrupt, progress=progress)
+    return summary
+
+
+def _run_partitioned(data: DataDir, *, skip_corrupt: bool,
+                     progress: Progress | None) -> tuple[RunSummary, partitions.RunState]:
+    config = load_pipeline_config(data)
+    fx_path = data.fx_rates_path
+    rates = read_fx_rates(fx_path)
+    if not fx_path.exists():
+        log.warning("%s not found: conversions outside %s will not count", fx_path, config.base_currency)
+    tmp = data.warehouse_tmp_dir
+    staged = stage_log(data.log_dir, cache_dir=data.staging_dir, skip_corrupt=skip_corrupt, progress=progress,
+                       tmp_dir=tmp)
+    seqs = staged.rows.select("seq")
+    if seqs.filter(pl.col("seq").is_duplicated()).select(pl.len()).collect().item():
+        raise PipelineConsistencyError(check_consistency(staged.rows))  # the rare path: every row, to say which
+    max_seq = seqs.select(pl.col("seq").max()).collect().item() or 0
+    state = partitions.RunState.read(data.run_state_path)
+    inputs = partitions.inputs_digest(data)
+    run_dir = tmp / f"run-{uuid.uuid4().hex[:12]}"
+    sources = dict(staged.files)
+    routes_part: Path | None = None
+    try:
+        for name, frame in staged.frames.items():  # segments the cache does not hold (a bad line)
+            run_dir.mkdir(parents=True, exist_ok=True)
+            sources[name] = run_dir / f"{name}.parquet"
+            frame.write_parquet(sources[name])
+        affected, routes_part = partitions.plan_and_route(data, staged.keys, sources, state, inputs)
+        days = sorted(affected.days)
+        candidates = _nearest_candidates(data, affected.days)
+        problems: list = []
+        for number, day in enumerate(days, start=1):
+            if progress is not None:
+                progress(number, len(days), f"click_day={day.isoformat()}")
+            day_staged = StagedLog(partitions.day_rows(data, day).lazy())
+            found = check_consistency(day_staged.rows)
+            if found:
+                problems += found
+                continue
+            clicks, postbacks, conversions, _, issues = derive_log_tables(day_staged, config, rates, candidates)
+            for table, frame in zip(partitions.BY_CLICK_DAY, (clicks, postbacks, conversions, issues), strict=True):
+                partitions.write_partition(run_dir, table, day, frame)
+        if problems:
+            raise PipelineConsistencyError(sorted(problems, key=lambda p: (p.seq or 0, p.problem)))
+        # everything derived and checked: into place, then the earnings of the days those conversions fall on
+        changed = affected.days | affected.gone
+        earning_days = partitions.conversion_days(data.warehouse_dir, changed)
+        if affected.full:
+            earning_days |= {partitions._day_of(d.parent)
+                             for d in partitions.partition_files(data.warehouse_dir / partitions.EARNINGS)}
+        partitions.commit_partitions(run_dir, data.warehouse_dir, affected.days, affected.gone)
+        earning_days |= partitions.conversion_days(data.warehouse_dir, changed)
+        partitions.rebuild_earnings(data.warehouse_dir, earning_days, build_earnings)
+        if routes_part.exists():
+            data.routes_dir.mkdir(parents=True, exist_ok=True)
+            os.replace(routes_part, data.routes_dir / routes_part.name)
+        new_state = partitions.RunState(inputs, dict(staged.keys), max_seq)
+        if state is not None:  # what the credit job has still to look at, and what it found last time
+            new_state.credit_days = list(state.credit_days)
+            new_state.ledger_size, new_state.credit_skipped = state.ledger_size, state.credit_skipped
+        # everything re-derived: the next credit job looks at every day
+        new_state.credit_days += ["*"] if affected.full else [d.isoformat() for d in days]
+        new_state.write(data.run_state_path)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+        if routes_part is not None:
+            routes_part.unlink(missing_ok=True)
+    wallet_credits, wallet_balances = build_wallet_tables(data.root)
+    write_tables(data.warehouse_dir, {"wallet_credits": schemas.validate("wallet_credits", wallet_credits),
+                                      "wallet_balances": schemas.validate("wallet_balances", wallet_balances),
+                                      "fx_rates": rates})
+    summary = _summarize(data, config.base_currency, staged, fx_missing=not fx_path.exists())
+    summary.wallet_entries = wallet_credits.height
     summary.written = True
-    summary.warehouse = Warehouse(tables, directory)
+    summary.warehouse = load(data.root)
+    return summary, new_state
+
+
+def _nearest_candidates(data: DataDir, days: set) -> pl.DataFrame | None:
+    """The known clicks (of any day) that the nearest-click search can answer with for the
+    unknown click ids sent to these days: found once per run over every click id on disk."""
+    sent = [s for s in partitions.unknown_click_ids_sent(data, days) if click_id_shape(s) in ("malformed", "uuid")]
+    if not sent:
+        return None
+    index = index_for(partitions.click_ids_on_disk(data), sent)
+    return pl.DataFrame({"click_id": sorted(index.original.values())}, schema={"click_id": pl.String})
+
+
+def _summarize(data: DataDir, base_currency: str, staged: StagedLog, *, fx_missing: bool) -> RunSummary:
+    """The run's summary, from the whole warehouse read column-wise (every day, not only those derived)."""
+    wh = data.warehouse_dir
+    scan = partial(partitions.scan_table, wh)
+    postbacks = scan("postbacks").group_by("result").len().collect()
+    conversions = scan("conversions").group_by("status", "counts").agg(
+        pl.len().alias("n"), pl.col("amount_base").sum(), pl.col("affiliate_payout_base").sum()).collect()
+    counted = conversions.filter(pl.col("counts"))
+
+    def statuses(status: str) -> int:
+        return int(conversions.filter(pl.col("status") == status)["n"].sum())
+
+    summary = RunSummary(
+        data_dir=data.root, base_currency=base_currency, segments=len(staged.segments),
+        cached_segments=staged.cached, events=staged.rows.select(pl.len()).collect().item(),
+        skipped=list(staged.skipped),
+        clicks=scan("clicks").select(pl.len()).collect().item(),
+        postbacks=int(postbacks["len"].sum()),
+        results=dict(postbacks.iter_rows()),
+        conversions=int(conversions["n"].sum()),
+        counted=int(counted["n"].sum()),
+        pending=statuses("pending"), rejected=statuses("rejected"), unknown=statuses("unknown"),
+        amount_base=counted["amount_base"].sum() or Decimal(0),
+        affiliate_payout_base=counted["affiliate_payout_base"].sum() or Decimal(0),
+        issues=dict(scan("postback_issues").group_by("reason").len().collect().iter_rows()),
+        fx_file_missing=fx_missing,
+    )
+    summary.margin_base = summary.amount_base - summary.affiliate_payout_base
     return summary
 
 
 def credit(data_dir: str | os.PathLike[str], *, now: datetime | None = None, batch_id: str | None = None,
            skip_corrupt: bool = False, progress: Progress | None = None) -> CreditReport:
-    """The wallet-credit batch job: derive conversions, append new credits/debits, refresh the wallet tables."""
-    data_dir = Path(data_dir)
-    tables, summary = derive(data_dir, skip_corrupt=skip_corrupt, progress=progress)
-    report = credit_batch(data_dir, tables["conversions"], base_currency=summary.base_currency,
+    """The wallet-credit batch job: bring the warehouse up to date (as `run`), append the credits and
+    debits of the click days derived since the last credit job, refresh the wallet tables.
+
+    Every conversion of a click lives in its click's day, and a day is derived again whenever a
+    postback of it arrives: the days not derived since the last job have nothing new to credit, so
+    a job reads only the earn conversions of the others (all of them after a full re-derivation)."""
+    data = DataDir(data_dir)
+    summary, state = _run_partitioned(data, skip_corrupt=skip_corrupt, progress=progress)
+    ledger = ledger_path(data.root)
+    days = state.credit_days
+    if (ledger.stat().st_size if ledger.exists() else 0) != state.ledger_size:
+        days = ["*"]  # the ledger is not as the last job left it (restored, repaired, first job): all days
+    conversions = _earn_conversions(data, days)
+    report = credit_batch(data.root, conversions, base_currency=summary.base_currency,
                           now=now, batch_id=batch_id)
-    wallet_credits, wallet_balances = build_wallet_tables(data_dir)
-    tables["wallet_credits"] = schemas.validate("wallet_credits", wallet_credits)
-    tables["wallet_balances"] = schemas.validate("wallet_balances", wallet_balances)
-    write_tables(DataDir(data_dir).warehouse_dir, tables)
+    # the conversions not credited because their click was (one click = one credit) are reported by
+    # every job: those of the days not looked at again are the last job's
+    day_of = dict(zip(zip(conversions["click_id"], conversions["transaction_id"], strict=True),
+                      conversions[partitions.PARTITION_KEY], strict=True))
+    found = [{**s, partitions.PARTITION_KEY: day_of[(s["click_id"], s["transaction_id"])]} for s in report.skipped]
+    kept = [] if "*" in days else [s for s in state.credit_skipped if s[partitions.PARTITION_KEY] not in days]
+    state.credit_skipped = sorted(kept + found, key=lambda s: s["seq"])
+    report.skipped = [{k: v for k, v in s.items() if k != partitions.PARTITION_KEY} for s in state.credit_skipped]
+    # only once the ledger holds this batch: an interrupted job looks at these days again
+    state.credit_days = []
+    state.ledger_size = ledger.stat().st_size if ledger.exists() else 0
+    state.write(data.run_state_path)
+    wallet_credits, wallet_balances = build_wallet_tables(data.root)
+    write_tables(data.warehouse_dir, {"wallet_credits": schemas.validate("wallet_credits", wallet_credits),
+                                      "wallet_balances": schemas.validate("wallet_balances", wallet_balances)})
     return report
+
+
+CREDIT_COLUMNS = ["click_id", "transaction_id", "user_id", "click_source", "counts", "affiliate_payout_base",
+                  "base_currency", "event_id", "seq", "status", "last_event_id", "last_seq"]
+
+
+def _earn_conversions(data: DataDir, days: list[str]) -> pl.DataFrame:
+    """The earn conversions (click source earn, with a user) of these click days ("*": every day),
+    with only the columns the credit job reads."""
+    table_dir = data.warehouse_dir / "conversions"
+    files = partitions.partition_files(table_dir)
+    if "*" not in days:
+        wanted = {f"{partitions.PARTITION_KEY}={day}" for day in days}
+        files = [f for f in files if f.parent.name in wanted]
+    schema = {**{c: schemas.polars_schema("conversions")[c] for c in CREDIT_COLUMNS},
+              partitions.PARTITION_KEY: pl.String}
+    if not files:
+        return pl.DataFrame(schema=schema)
+    frames = [pl.scan_parquet(f, hive_partitioning=False).select(CREDIT_COLUMNS)
+              .filter((pl.col("click_source") == "earn") & pl.col("user_id").is_not_null())
+              .with_columns(pl.lit(f.parent.name.split("=", 1)[1]).alias(partitions.PARTITION_KEY)) for f in files]
+    return pl.concat(frames).collect().sort("seq")

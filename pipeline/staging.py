@@ -140,6 +140,12 @@ class StagedLog:
     segments: list[Path] = field(default_factory=list)
     skipped: list[BadLine] = field(default_factory=list)
     cached: int = 0  # segments read from the staging cache
+    # per segment (by name, segment-NNNNNNNN.ndjson): its staging cache key (name, size, mtime,
+    # version), and its staged rows as a Parquet file (the cache) or, when it was not cached
+    # (a bad line, or no cache), as a frame
+    keys: dict[str, str] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    frames: dict[str, pl.DataFrame] = field(default_factory=dict)
 
     @functools.cached_property
     def events(self) -> pl.DataFrame:
@@ -470,8 +476,11 @@ def stage_log(
             if progress is not None:
                 progress(index, len(paths), path)
             cached = cache_dir / cache_names[index - 1] if cache_dir is not None else None
+            name = segment_name_of(path)
+            staged.keys[name] = cache_names[index - 1] if cache_dir is not None else _cache_name(path)
             if index - 1 not in staging:
                 frames.append(pl.scan_parquet(cached))
+                staged.files[name] = cached
                 staged.cached += 1
                 continue
             frame, bad = ahead.pop(index - 1).result()
@@ -487,8 +496,10 @@ def stage_log(
                 frame.write_parquet(tmp, compression="lz4")  # a cache: fast to write beats small
                 os.replace(tmp, cached)
                 frames.append(pl.scan_parquet(cached))  # read back per table: frees this segment's memory
+                staged.files[name] = cached
             else:
                 frames.append(frame.lazy())
+                staged.frames[name] = frame
     if cache_dir is not None:  # forget caches of segments that no longer exist
         names = {_cache_stem(p) for p in paths}
         for old in cache_dir.glob("segment-*.parquet"):

@@ -48,7 +48,7 @@ def test_the_receiver_and_the_pipeline_put_everything_where_datadir_says(harness
     summary = run(data)
     assert summary.written and not summary.fx_file_missing
     assert data.warehouse_db_path.is_file() and list(data.staging_dir.glob("segment-*.parquet"))
-    assert (data.warehouse_dir / "postbacks.parquet").is_file()
+    assert list((data.warehouse_dir / "postbacks").glob("click_day=*/part.parquet"))  # by click day (issue 13)
     wh, hint = warehouse_or_hint(data)
     assert wh is not None and hint is None and wh.directory == data.warehouse_dir
     assert log_requests(data, click_id=wh.clicks["click_id"][0]).height >= 1
