@@ -72,7 +72,7 @@ def load_or_explain(data_dir: str | Path, button: Any) -> tuple[Warehouse | None
                                         remove_on_exit=True) as bar:
                 from pipeline.runner import run
 
-                run(data_dir, progress=lambda i, n, path: bar.update(subtitle=f"segment {i} of {n}: {path.name}"))
+                run(data_dir, progress=lambda i, n, item: bar.update(subtitle=_step_text(i, n, item)))
         except PipelineError as exc:
             return None, mo.callout(mo.md(f"**The pipeline refused this log:** {exc}"), kind="danger")
     with mo.status.spinner(title="Loading the warehouse..."):
@@ -84,6 +84,13 @@ def load_or_explain(data_dir: str | Path, button: Any) -> tuple[Warehouse | None
             mo.md(f"`{data_dir}` has a log ({len(segments)} segment(s)) but no warehouse yet. {hint}"),
             button]), kind="warn")
     return None, mo.callout(mo.md(hint or ""), kind="warn")
+
+
+def _step_text(index: int, total: int, item: object) -> str:
+    """A run's progress callback item as words: a segment it stages, or a click day it derives."""
+    if isinstance(item, Path):
+        return f"segment {index} of {total}: {item.name}"
+    return f"click day {index} of {total}: {str(item).removeprefix('click_day=')}"
 
 
 def display_money(frame: pl.DataFrame) -> pl.DataFrame:

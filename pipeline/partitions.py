@@ -117,13 +117,30 @@ class RunState:
 
 
 def inputs_digest(data: DataDir) -> str:
-    """What, besides the log, every partition depends on: config.toml (profile statuses, offer
-    terms, partner lines in details), fx_rates.csv, and the versions of staging and this layout."""
+    """What, besides the log and the fx rates, every partition depends on: config.toml (profile
+    statuses, offer terms, partner lines in details) and the versions of staging and this layout.
+    (fx_rates.csv grows by a day's rates every day: `fx_changed_days` finds what a change touches.)"""
     digest = hashlib.sha256(f"staging {STAGING_VERSION} layout {LAYOUT_VERSION}\n".encode())
-    for path in (data.config_path, data.fx_rates_path):
-        digest.update(path.name.encode())
-        digest.update(path.read_bytes() if path.exists() else b"<missing>")
+    path = data.config_path
+    digest.update(path.read_bytes() if path.exists() else b"<missing>")
     return digest.hexdigest()
+
+
+def fx_changed_days(warehouse_dir: Path, old: pl.DataFrame, new: pl.DataFrame) -> set[date]:
+    """The click days whose conversions a change of the fx rates can move: a conversion takes the
+    rate of its currency on or before its day, so a rate added, changed or removed on day D moves
+    only conversions of day D or later (whatever day their click was)."""
+    changed = pl.concat([old.join(new, on=list(new.columns), how="anti"),
+                         new.join(old, on=list(new.columns), how="anti")])
+    if changed.is_empty():
+        return set()
+    since = changed["date"].min()
+    files = partition_files(warehouse_dir / "conversions")
+    if not files:
+        return set()
+    hits = (pl.scan_parquet(files, hive_partitioning=False, include_file_paths="_file")
+            .filter(pl.col("converted_at").dt.date() >= since).select(pl.col("_file").unique()).collect())
+    return {_day_of(Path(f).parent) for f in hits["_file"]}
 
 
 # ---------------------------------------------------------------- routing

@@ -253,7 +253,12 @@ def _run_partitioned(data: DataDir, *, skip_corrupt: bool,
             run_dir.mkdir(parents=True, exist_ok=True)
             sources[name] = run_dir / f"{name}.parquet"
             frame.write_parquet(sources[name])
-        affected, routes_part = partitions.plan_and_route(data, staged.keys, sources, state, inputs)
+        old_rates_path = data.warehouse_dir / "fx_rates.parquet"
+        old_rates = pl.read_parquet(old_rates_path) if old_rates_path.exists() else None
+        affected, routes_part = partitions.plan_and_route(data, staged.keys, sources,
+                                                          state if old_rates is not None else None, inputs)
+        if not affected.full and old_rates is not None:  # days whose conversions new fx rates move
+            affected.days |= partitions.fx_changed_days(data.warehouse_dir, old_rates, rates) - affected.gone
         days = sorted(affected.days)
         candidates = _nearest_candidates(data, affected.days)
         problems: list = []

@@ -68,7 +68,7 @@ def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     done = subprocess.run([sys.executable, "-m", "clickledger.cli", "demo", "--data", str(data)],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert (data / "warehouse" / "conversions.parquet").exists()
+    assert list((data / "warehouse" / "conversions").glob("click_day=*/part.parquet"))
     return data
 
 
@@ -270,7 +270,7 @@ def test_a_log_without_a_warehouse_offers_to_run_the_pipeline(name: str, demo_da
     # Pressing the button derives the warehouse (with a progress bar) and the notebook carries on.
     pressed = {"data_input": SimpleNamespace(value=str(data)), "run_button": SimpleNamespace(value=True)}
     _, defs = run_notebook(name, data, defs=pressed)
-    assert (data / "warehouse" / "conversions.parquet").exists()
+    assert list((data / "warehouse" / "conversions").glob("click_day=*/part.parquet"))
     import pipeline
 
     assert defs["wh"].conversions.height == pipeline.load(demo_data).conversions.height

@@ -141,7 +141,8 @@ def test_a_run_re_derives_only_the_days_new_segments_touch(tmp_path: Path, recor
             assert path.stat().st_mtime_ns == mtime, path  # untouched days are not rewritten
 
 
-def test_a_changed_config_or_fx_file_re_derives_every_day(tmp_path: Path, records: list[dict], monkeypatch):
+def test_a_changed_config_re_derives_every_day_and_new_fx_rates_the_days_they_move(tmp_path: Path,
+                                                                                  records: list[dict], monkeypatch):
     data = make_data_dir(tmp_path / "data")
     write_segments(data, records, 1, 2)
     pipeline.run(data)
@@ -149,7 +150,19 @@ def test_a_changed_config_or_fx_file_re_derives_every_day(tmp_path: Path, record
     real = partitions.day_rows
     monkeypatch.setattr(partitions, "day_rows", lambda d, day: derived.append(day.isoformat()) or real(d, day))
     fx = DataDir(data).fx_rates_path
-    fx.write_text(fx.read_text() + "2024-05-03,EUR,1.3\n")
+    fx.write_text(fx.read_text() + "2024-05-04,EUR,1.3\n")  # a new day's rate: moves conversions from that day on
+    pipeline.run(data)
+    conversions = pipeline.load(data).conversions
+    moved = {r["click_id"] for r in conversions.filter(pl.col("converted_at").dt.date() >= datetime(2024, 5, 4).date())
+             .iter_rows(named=True)}
+    clicked = {r["received_at"][:10] for r in records if r["kind"] == "click" and r["fields"]["click_id"] in moved}
+    assert set(derived) == clicked and 0 < len(derived) < len(partitions.partition_days(data / "warehouse"))
+    whole, _ = pipeline.derive(data, use_cache=False)
+    assert_same(tables_of(data), {n: whole[n] for n in tables_of(data)})
+
+    derived.clear()
+    config = DataDir(data).config_path
+    config.write_text(config.read_text() + "\n# a comment is a change too\n")
     pipeline.run(data)
     assert len(derived) == len(partitions.partition_days(data / "warehouse"))
 
