@@ -122,11 +122,12 @@ def run(work: Path, events: int = 10_000_000) -> list[Figure]:
 
     def timed(argv: list[str], what: str):
         nonlocal done
-        shown.update(done, STEPS, f"bench: {what}", "steps")
+        print(f"  next: {what}", file=sys.stderr, flush=True)
+        shown.update(done, STEPS, "bench", "steps")
         result = run_timed(argv, timeout=3600)
         _check(result, what)
         done += 1
-        shown.update(done, STEPS, f"bench: {what}", "steps")
+        shown.update(done, STEPS, "bench", "steps")
         return result
 
     gen = timed(_child(GENERATE, str(data), str(events), "1", "new"), "generator")

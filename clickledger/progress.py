@@ -40,6 +40,7 @@ class Progress:
         self._last_line = 0.0
         self._done = 0
         self._first = 0
+        self._written = -1  # the `done` of the last line written
         self._total = 0
         self._unit = ""
 
@@ -66,7 +67,7 @@ class Progress:
         if self._bar is not None:
             self._bar.update(self._task, completed=done, total=total)
             return
-        if done >= total or now - self._last_line >= self.every:
+        if (done >= total and self._written != done) or now - self._last_line >= self.every:
             self._last_line = now
             self._write_line(now)
 
@@ -75,6 +76,7 @@ class Progress:
         return (self._done - self._first) / elapsed if elapsed > 0 else 0.0
 
     def _write_line(self, now: float) -> None:
+        self._written = self._done
         rate = self.rate(now)
         left = (self._total - self._done) / rate if rate > 0 else None
         percent = 100 * self._done / self._total if self._total else 100.0
@@ -113,7 +115,7 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
             self._bar = self._task = None
-        elif self.phase is not None and self._done < self._total:
+        elif self.phase is not None and self._done < self._total and self._written != self._done:
             self._write_line(self.clock())  # the log's last word on a phase that ended early
 
     def close(self) -> None:

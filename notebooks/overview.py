@@ -54,8 +54,8 @@ def _(wh):
     base = wh.base_currency
     _days = f"{daily['day'].min()} to {daily['day'].max()}" if daily.height else "no days yet"
     mo.vstack([
-        mo.md(f"**{_days}** (UTC), {wh.conversions.height:,} conversions in all, "
-              f"{wh.postback_issues.height:,} postback issues"),
+        mo.md(f"**{_days}** (UTC), {wh.scan('conversions').select(pl.len()).collect().item():,} conversions "
+              f"in all, {wh.scan('postback_issues').select(pl.len()).collect().item():,} postback issues"),
         mo.hstack([
             mo.stat(f"{_row['clicks']:,}", label="Clicks", bordered=True),
             mo.stat(f"{_row['conversions']:,}", label="Counted conversions", caption=f"{_rate:.1%} of clicks",

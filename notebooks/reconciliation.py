@@ -70,11 +70,12 @@ def _():
 def _(data_input, run_button):
     wh, _instead = load_or_explain(data_input.value, run_button)
     mo.stop(wh is None, _instead)
-    partners = sorted(p for p in wh.conversions["partner_id"].unique().to_list() if p)
+    partners = sorted(p for p in wh.scan("conversions").select(pl.col("partner_id").unique()).collect()
+                      .to_series().to_list() if p)
     mo.stop(not partners, mo.callout(
         "No conversions yet: nothing to reconcile. Send postbacks to the receiver, then run the pipeline.",
         kind="info"))
-    last = wh.conversions["converted_at"].max().date()
+    last = wh.scan("conversions").select(pl.col("converted_at").max()).collect().item().date()
     return last, partners, wh
 
 

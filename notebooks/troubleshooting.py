@@ -55,7 +55,8 @@ def _(issues, wh):
     _unknown = issues.filter(pl.col("reason").is_in(
         ["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])).height
     mo.hstack([
-        mo.stat(f"{wh.postbacks.height:,}", label="Postbacks received", bordered=True),
+        mo.stat(f"{wh.scan('postbacks').select(pl.len()).collect().item():,}", label="Postbacks received",
+                bordered=True),
         mo.stat(f"{issues.height:,}", label="Postback issues", bordered=True,
                 caption="no counting conversion recorded"),
         mo.stat(f"{_unknown:,}", label="Click id missing or unknown", bordered=True),
@@ -67,8 +68,9 @@ def _(issues, wh):
 
 @app.cell
 def _(wh):
-    _partners = sorted(p for p in wh.clicks["partner_id"].unique().to_list() if p)
-    _affiliates = sorted(a for a in wh.clicks["affiliate_id"].drop_nulls().unique().to_list() if a)
+    _who = wh.scan("clicks").select(pl.col("partner_id", "affiliate_id").unique().implode()).collect()
+    _partners = sorted(p for p in _who["partner_id"][0].to_list() if p)
+    _affiliates = sorted(a for a in _who["affiliate_id"][0].to_list() if a)
     search = mo.ui.text(value=cli_arg("click") or "", label="Click id or transaction id (or part of one)",
                         placeholder="e.g. 3d00b232 or ord_4619107", full_width=True)
     partner = mo.ui.dropdown(["(any)", *_partners], value="(any)", label="Partner")
@@ -119,7 +121,7 @@ def _(picker, wh):
             "ip", "user_agent", "referer", "expires_at", "custom_data"))), selection=None,
             show_column_summaries=False)
     elif _nearest.len():
-        _near = wh.clicks.filter(pl.col("click_id") == _nearest[0])
+        _near = wh.scan("clicks").filter(pl.col("click_id") == _nearest[0]).collect()
         _when = (f", clicked {_near['clicked_at'][0]:%Y-%m-%d %H:%M} UTC on offer `{_near['offer_id'][0]}` "
                  f"(partner {_near['partner_id'][0]})") if _near.height else ""
         _click = mo.callout(mo.vstack([

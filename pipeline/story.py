@@ -144,10 +144,10 @@ def click_story(wh: Warehouse, click_id: str, data_dir: str | Path | None = None
         raise ValueError("this warehouse was not loaded from a data directory: pass data_dir")
     return ClickStory(
         click_id,
-        wh.clicks.filter(pl.col("click_id") == click_id),
+        wh.scan("clicks").filter(pl.col("click_id") == click_id).collect(),
         log_requests(data_dir, click_id=click_id),
-        wh.conversions.filter(pl.col("click_id") == click_id),
-        wh.postback_issues.filter(pl.col("click_id") == click_id),
+        wh.scan("conversions").filter(pl.col("click_id") == click_id).collect(),
+        wh.scan("postback_issues").filter(pl.col("click_id") == click_id).collect(),
     )
 
 
@@ -156,11 +156,11 @@ def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,
     """Click ids matching a search: a click or transaction id (or part of one), a partner, an
     affiliate; from clicks, conversions and postback issues alike (an unknown id is findable too)."""
     seen = pl.concat([
-        wh.clicks.select("click_id", pl.lit(None, pl.String).alias("transaction_id"), "partner_id",
-                         "affiliate_id", pl.col("clicked_at").alias("at"), pl.lit("click").alias("source")),
-        wh.conversions.select("click_id", "transaction_id", "partner_id", "affiliate_id",
-                              pl.col("converted_at").alias("at"), pl.lit("conversion").alias("source")),
-        wh.postback_issues.filter(pl.col("click_id").is_not_null()).select(
+        wh.scan("clicks").select("click_id", pl.lit(None, pl.String).alias("transaction_id"), "partner_id",
+                                 "affiliate_id", pl.col("clicked_at").alias("at"), pl.lit("click").alias("source")),
+        wh.scan("conversions").select("click_id", "transaction_id", "partner_id", "affiliate_id",
+                                      pl.col("converted_at").alias("at"), pl.lit("conversion").alias("source")),
+        wh.scan("postback_issues").filter(pl.col("click_id").is_not_null()).select(
             "click_id", "transaction_id", pl.coalesce("partner_id", "key_partner_id").alias("partner_id"),
             pl.lit(None, pl.String).alias("affiliate_id"), pl.col("received_at").alias("at"),
             pl.col("reason").alias("source")),
@@ -177,4 +177,4 @@ def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,
         pl.col("partner_id").drop_nulls().first(), pl.col("affiliate_id").drop_nulls().first(),
         pl.col("transaction_id").drop_nulls().unique().sort().str.join(", ").alias("transaction_ids"),
         pl.col("source").unique().sort().str.join(", ").alias("seen_as"), pl.col("at").max().alias("last_seen"))
-        .sort(["last_seen", "click_id"], descending=[True, False]).head(limit))
+        .sort(["last_seen", "click_id"], descending=[True, False]).head(limit).collect())

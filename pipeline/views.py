@@ -1,6 +1,7 @@
 """Ready-made views over a Warehouse, for the notebooks and for Jupyter users alike.
 
-Each is a plain function of a `Warehouse` returning a Polars DataFrame, so a notebook
+Each is a plain function of a `Warehouse` returning a Polars DataFrame (aggregated from the
+tables scanned lazily: a view never holds a whole table), so a notebook
 cell only presents, and the definitions (what a conversion rate or an EPC is) live in
 one place:
 
@@ -32,9 +33,9 @@ def kpis(wh: Warehouse, by: Sequence[str] = ("day",)) -> pl.DataFrame:
     unknown = set(by) - GROUPINGS
     if unknown:
         raise ValueError(f"kpis can group by {sorted(GROUPINGS)}, not {sorted(unknown)}")
-    clicks = (wh.clicks.with_columns(pl.col("clicked_at").dt.date().alias("day"))
+    clicks = (wh.scan("clicks").with_columns(pl.col("clicked_at").dt.date().alias("day"))
               .group_by(by).agg(pl.len().cast(pl.Int64).alias("clicks")))
-    conv = wh.conversions.with_columns(pl.col("converted_at").dt.date().alias("day"))
+    conv = wh.scan("conversions").with_columns(pl.col("converted_at").dt.date().alias("day"))
     counted = conv.filter(pl.col("counts"))
     money = counted.group_by(by).agg(
         pl.len().cast(pl.Int64).alias("conversions"),
@@ -60,32 +61,32 @@ def kpis(wh: Warehouse, by: Sequence[str] = ("day",)) -> pl.DataFrame:
     )
     columns = [*by, "clicks", "conversions", "conversion_rate", "epc", "revenue", "payouts", "margin",
                "pending", "rejected"]
-    return table.select(columns).sort(by, nulls_last=True)
+    return table.select(columns).sort(by, nulls_last=True).collect()
 
 
 def status_funnel(wh: Warehouse) -> pl.DataFrame:
     """Conversions by status (approved, pending, rejected, unknown), and how many approved ones count."""
-    conv = wh.conversions
+    conv = wh.scan("conversions")
     order = {"approved": 0, "pending": 1, "rejected": 2, "unknown": 3}
     table = conv.group_by("status").agg(
         pl.len().cast(pl.Int64).alias("conversions"),
         pl.col("counts").sum().cast(pl.Int64).alias("counted"),
         pl.col("amount_base").sum().alias("amount_base"),
     )
-    return table.sort(pl.col("status").replace_strict(order, default=9, return_dtype=pl.Int8))
+    return table.sort(pl.col("status").replace_strict(order, default=9, return_dtype=pl.Int8)).collect()
 
 
 def currency_mix(wh: Warehouse) -> pl.DataFrame:
     """Conversions per original currency: count, amount in it, amount in base currency, and
     how many have no rate (fx_missing), so a missing rate is seen, never summed as zero."""
-    return (wh.conversions.group_by("currency").agg(
+    return (wh.scan("conversions").group_by("currency").agg(
         pl.len().cast(pl.Int64).alias("conversions"),
         pl.col("amount").sum().alias("amount"),
         # null, not 0, when no conversion of the currency has a rate
         pl.when(pl.col("amount_base").is_not_null().any()).then(pl.col("amount_base").sum())
         .alias("amount_base"),
         pl.col("fx_rate").is_null().sum().cast(pl.Int64).alias("without_rate"),
-    ).sort("conversions", descending=True))
+    ).sort("conversions", descending=True).collect())
 
 
 def issues_by_partner(wh: Warehouse, top: int | None = None) -> pl.DataFrame:
@@ -93,8 +94,9 @@ def issues_by_partner(wh: Warehouse, top: int | None = None) -> pl.DataFrame:
 
     Issues with no known partner (an unknown click and no key) are grouped as partner null.
     """
-    table = (wh.postback_issues.group_by("partner_id", "reason").agg(pl.len().cast(pl.Int64).alias("issues"))
-             .sort(["issues", "partner_id", "reason"], descending=[True, False, False], nulls_last=True))
+    table = (wh.scan("postback_issues").group_by("partner_id", "reason")
+             .agg(pl.len().cast(pl.Int64).alias("issues"))
+             .sort(["issues", "partner_id", "reason"], descending=[True, False, False], nulls_last=True).collect())
     if top is not None:
         partners = (table.group_by("partner_id").agg(pl.col("issues").sum())
                     .sort("issues", descending=True).head(top)["partner_id"])
