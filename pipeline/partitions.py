@@ -35,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import Callable
@@ -59,8 +60,8 @@ EARNINGS, EARNINGS_KEY = "earnings", "day"
 BY_CLICK_DAY = tuple(t for t in PARTITIONED if t != EARNINGS)
 
 PART_FILE = "part.parquet"
-LAYOUT_VERSION = 1  # bump when routing or the partitions' layout changes: the next run re-derives all
-ROUTED_KINDS = ("click", "postback", "unrouted")
+LAYOUT_VERSION = 2  # bump when routing or the partitions' layout changes: the next run re-derives all
+ROUTED_KINDS = ("click", "postback", "unrouted")  # and every other row with a click id (the click story's index)
 
 
 def partition_dir(table_dir: Path, day: date) -> Path:
@@ -180,8 +181,8 @@ def route_segments(data: DataDir, sources: dict[str, Path], routes_part: Path) -
     try:
         con.execute(f"CREATE VIEW staged AS SELECT {columns}, {_route_key('click_id')} AS route_key, "
                     "CAST(received_at AS DATE) AS own_day FROM read_parquet("
-                    f"{_files_sql(list(sources.values()))}, union_by_name = true) WHERE kind IN "
-                    f"{tuple(ROUTED_KINDS)} AND (kind <> 'click' OR result = 'click')")
+                    f"{_files_sql(list(sources.values()))}, union_by_name = true) WHERE (kind IN "
+                    f"{tuple(ROUTED_KINDS)} AND (kind <> 'click' OR result = 'click')) OR click_id IS NOT NULL")
         old_routes = sorted(routes_dir.glob("*.parquet"))
         con.execute("CREATE VIEW old_routes AS " + (
             f"SELECT route_key, click_day FROM read_parquet({_files_sql(old_routes)})" if old_routes
@@ -189,7 +190,8 @@ def route_segments(data: DataDir, sources: dict[str, Path], routes_part: Path) -
         # a new id's day: its first click's, else its first postback's (a click ranks before any postback)
         con.execute("""
             CREATE TEMP TABLE new_routes AS
-            SELECT route_key, arg_min(own_day, [CASE WHEN kind = 'click' THEN 0 ELSE 1 END, seq]) AS click_day
+            SELECT route_key, arg_min(own_day, [CASE WHEN kind = 'click' AND result = 'click' THEN 0 ELSE 1 END, seq])
+                AS click_day
             FROM staged WHERE route_key IS NOT NULL
               AND route_key NOT IN (SELECT route_key FROM old_routes WHERE route_key IS NOT NULL)
             GROUP BY route_key""")
@@ -232,6 +234,33 @@ def click_ids_on_disk(data: DataDir) -> pl.Series:
     return (pl.scan_parquet(files, hive_partitioning=False)
             .filter((pl.col("kind") == "click") & (pl.col("result") == "click"))
             .select(pl.col("click_id").drop_nulls().unique()).collect()["click_id"])
+
+
+def segments_holding(data: DataDir, *, click_id: str | None = None,
+                     transaction_id: str | None = None) -> set[str] | None:
+    """The names of the segments that may hold a record with this click id (or transaction id), from
+    the routed rows (the day of the click id's route, then its rows' segments), plus every segment
+    not routed yet; None when the warehouse has no run state (then every segment may)."""
+    state = RunState.read(data.run_state_path)
+    if state is None:
+        return None
+    from receiver.contract.framing import segment_paths
+
+    names = {p.name.removesuffix(".zst") for p in segment_paths(data.log_dir)}
+    found = names - set(state.segments)  # and the last, which may have grown since
+    found |= {max(names)} if names else set()
+    files = sorted(data.by_click_day_dir.glob(f"{PARTITION_KEY}=*/segment=*/*.parquet"))
+    if click_id is not None:
+        key = click_id.lower() if re.fullmatch(UUID_PATTERN, click_id) else click_id
+        routes = sorted(data.routes_dir.glob("*.parquet"))
+        days = (pl.scan_parquet(routes).filter(pl.col("route_key") == key).select("click_day").collect()
+                .to_series().to_list()) if routes else []
+        files = [f for day in days for f in partition_dir(data.by_click_day_dir, day).glob("segment=*/*.parquet")]
+    column, value = ("click_id", click_id) if click_id is not None else ("transaction_id", transaction_id)
+    if files:
+        found |= set(pl.scan_parquet(files, hive_partitioning=False).filter(pl.col(column) == value)
+                     .select(pl.col("segment").unique()).collect().to_series().to_list())
+    return found
 
 
 def unknown_click_ids_sent(data: DataDir, days: set[date]) -> list[str]:

@@ -204,3 +204,20 @@ def test_a_refused_log_writes_no_partition(tmp_path: Path, records: list[dict]):
         pipeline.run(data)
     assert {p: p.read_bytes() for p in partitions.partition_files(data / "warehouse" / "conversions")} == before
     assert list(DataDir(data).warehouse_tmp_dir.iterdir()) == []
+
+
+def test_the_click_story_reads_only_the_segments_that_hold_the_click(tmp_path: Path, records: list[dict]):
+    from pipeline.story import log_requests
+
+    data = make_data_dir(tmp_path / "data")
+    write_segments(data, records, 1, 6)
+    pipeline.run(data)
+    click = cid(3)  # clicked on day 0, its postbacks days later, its unknown-path request too
+    holding = partitions.segments_holding(DataDir(data), click_id=click)
+    assert holding is not None and 0 < len(holding) < 6
+    narrowed = log_requests(data, click_id=click)
+    by_transaction = log_requests(data, transaction_id="T3")
+    DataDir(data).run_state_path.unlink()  # no run state: every segment is read
+    assert partitions.segments_holding(DataDir(data), click_id=click) is None
+    assert narrowed.equals(log_requests(data, click_id=click)) and narrowed.height >= 2
+    assert by_transaction.equals(log_requests(data, transaction_id="T3")) and by_transaction.height >= 1
