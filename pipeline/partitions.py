@@ -220,6 +220,22 @@ def day_rows(data: DataDir, day: date) -> pl.DataFrame:
     return frame.cast(schema).sort("seq", maintain_order=True)  # type: ignore[arg-type]
 
 
+def day_batches(data: DataDir, days: list[date], rows: int) -> list[list[date]]:
+    """These days in order, grouped so that each group holds about `rows` routed rows (from the
+    Parquet files' metadata)."""
+    batches: list[list[date]] = []
+    size = rows
+    for day in days:
+        files = sorted(partition_dir(data.by_click_day_dir, day).glob("segment=*/*.parquet"))
+        count = pl.scan_parquet(files, hive_partitioning=False).select(pl.len()).collect().item() if files else 0
+        if not batches or size + count > rows:
+            batches.append([])
+            size = 0
+        batches[-1].append(day)
+        size += count
+    return batches
+
+
 def routed_days(data: DataDir) -> set[date]:
     return {date.fromisoformat(d.name.split("=", 1)[1]) for d in data.by_click_day_dir.glob(f"{PARTITION_KEY}=*")
             if any(d.iterdir())}

@@ -50,7 +50,8 @@ from receiver.contract.params import click_id_shape
 log = logging.getLogger("clickledger.pipeline")
 
 Progress = Callable[[int, int, Path], None]
-DERIVE_THREADS = 2  # click days derived at once (a 2-core budget)
+DERIVE_THREADS = 2  # batches of click days derived at once (a 2-core budget)
+DERIVE_BATCH_ROWS = 400_000  # routed rows per batch of click days (a day bigger than this is a batch alone)
 
 
 @dataclass
@@ -270,23 +271,35 @@ def _run_partitioned(data: DataDir, *, skip_corrupt: bool,
         candidates = _nearest_candidates(data, affected.days)
         problems: list[InconsistentEvent] = []
 
-        def derive_day(day: date) -> list:
-            """One click day: checked, derived and written under run_dir; its problems, if any."""
-            day_staged = StagedLog(partitions.day_rows(data, day).lazy())
-            found = check_consistency(day_staged.rows)
+        def derive_batch(batch: list[date]) -> list[InconsistentEvent]:
+            """Some click days together (their rows never meet across days: a click's pairs all route to
+            its day), checked, derived, validated and written under run_dir day by day; the problems."""
+            rows = pl.concat([partitions.day_rows(data, day).with_columns(
+                pl.lit(day).alias(partitions.PARTITION_KEY)) for day in batch]).sort("seq", maintain_order=True)
+            batch_staged = StagedLog(rows.drop(partitions.PARTITION_KEY).lazy())
+            found = check_consistency(batch_staged.rows)
             if found:
                 return found
-            clicks, postbacks, conversions, _, issues = derive_log_tables(day_staged, config, rates, candidates)
+            day_of = rows.select("seq", partitions.PARTITION_KEY)  # seq is unique in the log (checked)
+            del rows
+            clicks, postbacks, conversions, _, issues = derive_log_tables(batch_staged, config, rates, candidates)
             for table, frame in zip(partitions.BY_CLICK_DAY, (clicks, postbacks, conversions, issues), strict=True):
-                partitions.write_partition(run_dir, table, day, frame)
+                routed = frame.join(day_of, on="seq", how="left", maintain_order="left")
+                for day in batch:
+                    partitions.write_partition(run_dir, table, day, routed.filter(
+                        pl.col(partitions.PARTITION_KEY) == day).drop(partitions.PARTITION_KEY))
             return []
 
-        # Days are independent: two at once (Polars and the Parquet writes release the GIL, so one
-        # day's Python overlaps the other's columnar work); results in day order.
+        # Days are derived a batch at a time (DERIVE_BATCH_ROWS rows: fixed costs, pandera's above all,
+        # paid per batch, memory bounded by it), two batches at once (Polars and the Parquet writes
+        # release the GIL, so one batch's Python overlaps the other's columnar work).
+        batches = partitions.day_batches(data, days, DERIVE_BATCH_ROWS)
         with ThreadPoolExecutor(max_workers=DERIVE_THREADS, thread_name_prefix="derive") as pool:
-            for number, (day, found) in enumerate(zip(days, pool.map(derive_day, days), strict=True), start=1):
+            finished = 0
+            for batch, found in zip(batches, pool.map(derive_batch, batches), strict=True):
+                finished += len(batch)
                 if progress is not None:
-                    progress(number, len(days), f"click_day={day.isoformat()}")
+                    progress(finished, len(days), f"click_day={batch[-1].isoformat()}")
                 problems += found
         if problems:
             raise PipelineConsistencyError(sorted(problems, key=lambda p: (p.seq or 0, p.problem)))
