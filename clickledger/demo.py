@@ -370,7 +370,7 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     print(f"  fx rates       {where.fx_rates_path}")
     print(f"  event log      {where.segment_pattern} (one JSON record per request)")
     if where.warehouse_dir.exists():
-        print(f"  tables         {where.warehouse_dir}/*.parquet and {where.WAREHOUSE_DB_FILE}")
+        print(f"  tables         {where.warehouse_dir}/<table>/ (by click day) and {where.WAREHOUSE_DB_FILE}")
     if where.ledger_dir.exists():
         print(f"  wallet ledger  {where.ledger_dir}")
     print(f"  serve it again .venv/bin/clickledger serve --data {data_dir}   (make serve for data/demo)")

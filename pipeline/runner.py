@@ -117,7 +117,7 @@ class RunSummary:
             lines.append(f"  warning      no {DataDir.FX_RATES_FILE}: conversions not in the base currency do not count")
         if self.written:
             data = DataDir(self.data_dir)
-            lines.append(f"  tables       {data.warehouse_dir}/*.parquet and {data.WAREHOUSE_DB_FILE}")
+            lines.append(f"  tables       {data.warehouse_dir}/<table>/ (by click day) and {data.WAREHOUSE_DB_FILE}")
         return "\n".join(lines)
 
 
