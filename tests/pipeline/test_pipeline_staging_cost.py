@@ -49,6 +49,10 @@ def test_staging_parses_what_it_checked_and_spills_under_the_warehouse(tmp_path:
     # never the .zst again: DuckDB reads the lines the CRC check read, decompressed once
     assert not any(framing.is_compressed(s) for s in sources)
     tmp = DataDir(tmp_path).warehouse_tmp_dir
-    staged = [c for c in connections if c["memory_limit"] == duck.STAGING_MEMORY_LIMIT]
+    staged = [c for c in connections if Path(c["tmp_dir"]).name.startswith("clickledger-stage-")]
     assert len(staged) == 3 and all(Path(c["tmp_dir"]).is_relative_to(tmp) for c in staged)
+    assert all(c["memory_limit"] == duck.STAGING_MEMORY_LIMIT for c in staged)
+    routing = [c for c in connections if c not in staged]  # the run's routing: limited, spilling under tmp/
+    assert routing and all(c["memory_limit"] == duck.ROUTING_MEMORY_LIMIT and Path(c["tmp_dir"]) == tmp
+                           for c in routing)
     assert list(tmp.iterdir()) == []  # scratch files go with the segment they were for
