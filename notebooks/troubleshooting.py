@@ -45,22 +45,27 @@ def _():
 def _(data_input, run_button):
     wh, _instead = load_or_explain(data_input.value, run_button)
     mo.stop(wh is None, _instead)
-    issues = wh.postback_issues.with_columns(
+    # lazily: each view below reads only its columns and rows of the issues (a 10M-event log has ~1.4M)
+    issues = wh.scan("postback_issues").with_columns(
         pl.coalesce("partner_id", "key_partner_id").fill_null("(unknown)").alias("partner"))
     return issues, wh
 
 
 @app.cell
 def _(issues, wh):
-    _unknown = issues.filter(pl.col("reason").is_in(
-        ["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])).height
+    _counts = issues.select(
+        pl.len().alias("all"),
+        pl.col("reason").is_in(["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])
+        .sum().alias("unknown"),
+        (pl.col("reason") == "wrong_path").sum().alias("wrong_path")).collect().row(0, named=True)
+    _unknown = _counts["unknown"]
     mo.hstack([
         mo.stat(f"{wh.scan('postbacks').select(pl.len()).collect().item():,}", label="Postbacks received",
                 bordered=True),
-        mo.stat(f"{issues.height:,}", label="Postback issues", bordered=True,
+        mo.stat(f"{_counts['all']:,}", label="Postback issues", bordered=True,
                 caption="no counting conversion recorded"),
         mo.stat(f"{_unknown:,}", label="Click id missing or unknown", bordered=True),
-        mo.stat(f"{issues.filter(pl.col('reason') == 'wrong_path').height:,}", label="Sent to a wrong URL",
+        mo.stat(f"{_counts['wrong_path']:,}", label="Sent to a wrong URL",
                 bordered=True),
     ], widths="equal", gap=1)
     return
@@ -88,7 +93,7 @@ def _(affiliate, issues, partner, search, wh):
                             affiliate=None if affiliate.value == "(any)" else affiliate.value)
         _intro = mo.md(f"{found.height} click id(s) match; pick one.")
     else:  # start where support often does: the latest unknown click id that resembles one of ours
-        _latest = issues.filter(pl.col("nearest_click_id").is_not_null()).sort("seq").tail(1)
+        _latest = issues.filter(pl.col("nearest_click_id").is_not_null()).sort("seq").tail(1).collect()
         _start = _latest["click_id"][0] if _latest.height else ""
         found = find_clicks(wh, text=_start, limit=1) if _start else find_clicks(wh, limit=1)
         _intro = mo.md("_Nothing searched yet: showing the latest postback with an unknown click id "
@@ -158,14 +163,14 @@ def _(picker, wh):
 
 @app.cell
 def _(issues):
-    mo.stop(issues.is_empty(), mo.callout(
+    mo.stop(issues.head(1).collect().is_empty(), mo.callout(
         "No postback issues: every postback recorded a counting conversion. Nothing to tell a partner.",
         kind="success"))
     by_reason = (issues.group_by("reason", "partner").agg(pl.len().alias("issues"))
-                 .sort(["issues", "reason", "partner"], descending=[True, False, False]))
+                 .sort(["issues", "reason", "partner"], descending=[True, False, False]).collect())
     _over_time = (issues.group_by(pl.col("received_at").dt.date().alias("day"), "reason")
                   .agg(pl.len().alias("issues")).sort("day", "reason")
-                  .with_columns(pl.col("day").dt.strftime("%b %d").alias("label")))
+                  .with_columns(pl.col("day").dt.strftime("%b %d").alias("label")).collect())
     _chart = alt.Chart(_over_time).mark_bar().encode(
         x=alt.X("label:O", title="day (UTC)", sort=alt.EncodingSortField("day", op="min"),
                 axis=alt.Axis(labelAngle=0)),
@@ -180,8 +185,8 @@ def _(issues):
 
 @app.cell
 def _(issues):
-    mo.stop(issues.is_empty())
-    table = with_advice(issues.group_by("reason").agg(pl.len().alias("issues"))).sort(
+    mo.stop(issues.head(1).collect().is_empty())
+    table = with_advice(issues.group_by("reason").agg(pl.len().alias("issues")).collect()).sort(
         ["issues", "reason"], descending=[True, False]).select("reason", "issues", "symptom", "likely_cause", "fix")
     mo.vstack([
         mo.md("## What to tell the partner\n\nPer reason: what the partner sees, the likely cause, and "
@@ -195,12 +200,12 @@ def _(issues):
 
 @app.cell
 def _(issues):
-    mo.stop(issues.is_empty())
+    mo.stop(issues.head(1).collect().is_empty())
     nearest = issues.filter(pl.col("nearest_click_id").is_not_null()).select(
         "received_at", "partner", "route", "click_id", "nearest_click_id", "reason").sort(
-        "received_at", descending=True)
+        "received_at", descending=True).collect()
     wrong_path = for_support(issues.filter(pl.col("reason") == "wrong_path").select(
-        "received_at", "partner", "method", "path", "click_id")).sort("received_at", descending=True)
+        "received_at", "partner", "method", "path", "click_id").collect()).sort("received_at", descending=True)
     mo.vstack([
         mo.md("## Unknown click ids, and the click id of ours they most resemble"),
         mo.ui.table(display_times(nearest), page_size=8, selection=None, show_column_summaries=False) if nearest.height

@@ -184,4 +184,4 @@ def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,
         pl.col("partner_id").drop_nulls().first(), pl.col("affiliate_id").drop_nulls().first(),
         pl.col("transaction_id").drop_nulls().unique().sort().str.join(", ").alias("transaction_ids"),
         pl.col("source").unique().sort().str.join(", ").alias("seen_as"), pl.col("at").max().alias("last_seen"))
-        .sort(["last_seen", "click_id"], descending=[True, False]).head(limit).collect())
+        .sort(["last_seen", "click_id"], descending=[True, False]).head(limit).collect(engine="streaming"))

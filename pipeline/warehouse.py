@@ -66,6 +66,9 @@ class _Tables(Mapping[str, pl.DataFrame]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)
 
+    def __contains__(self, name: object) -> bool:  # Mapping's would read the table to answer
+        return name in self._names
+
     def __len__(self) -> int:
         return len(self._names)
 

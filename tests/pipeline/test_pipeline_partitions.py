@@ -221,3 +221,15 @@ def test_the_click_story_reads_only_the_segments_that_hold_the_click(tmp_path: P
     assert partitions.segments_holding(DataDir(data), click_id=click) is None
     assert narrowed.equals(log_requests(data, click_id=click)) and narrowed.height >= 2
     assert by_transaction.equals(log_requests(data, transaction_id="T3")) and by_transaction.height >= 1
+
+
+def test_load_reads_nothing_until_a_table_is_used_and_scan_never_holds_it(tmp_path: Path, records: list[dict]):
+    data = make_data_dir(tmp_path / "data")
+    write_segments(data, records, 1, 2)
+    pipeline.run(data)
+    wh = pipeline.load(data)
+    assert "clicks" in wh.tables and "nothing" not in wh.tables
+    assert wh.scan("clicks").select(pl.len()).collect().item() > 0
+    assert wh.base_currency == "USD"
+    assert all(wh.tables.loaded(name) is None for name in TABLES)  # asked, scanned, never read whole
+    assert wh.clicks["seq"].is_sorted() and wh.tables.loaded("clicks") is not None  # read when used
