@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 
 from receiver.contract.datadir import DataDir
@@ -134,16 +135,26 @@ def _init(args: argparse.Namespace) -> int:
     return init_data_dir(args.data, demo=args.demo, force=args.force)
 
 
+def _iso_date(text: str) -> date:
+    """An argparse type: a YYYY-MM-DD day (argparse answers a bad one with exit 2 and this message)."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day as YYYY-MM-DD") from None
+
+
 def _simulate(args: argparse.Namespace) -> int:
     if args.offline:
         if args.out is None or args.events is None:
             print("clickledger simulate --offline needs --events N and --out DIR", file=sys.stderr)
             return 2
         from clickledger.simulator.offline import generate_log
+        from receiver.log import LogLockedError
 
         try:
-            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix)
-        except FileExistsError as exc:
+            summary = generate_log(args.out, args.events, seed=args.seed, append=args.append, mix=args.mix,
+                                   end=args.end, days=args.days, compress=not args.plain)
+        except (FileExistsError, LogLockedError, ValueError) as exc:
             print(f"clickledger simulate: {exc}", file=sys.stderr)
             return 2
         print(summary.describe())
@@ -283,6 +294,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mix", choices=("all", "earn", "clicks"), default="all",
                    help="with --offline: all traffic, only the earn app's (for the credit job), "
                         "or only recorded clicks (for the start-up bench)")
+    p.add_argument("--days", type=int, default=None,
+                   help="with --offline: spread the events over this many days (default: 90, or 1 with --append)")
+    p.add_argument("--end", type=_iso_date, default=None, metavar="YYYY-MM-DD",
+                   help="with --offline: the last day of a new log (default: today, UTC)")
+    p.add_argument("--plain", action="store_true",
+                   help="with --offline: leave the segments plain (by default each is compressed once "
+                        "written, as the receiver compresses sealed segments)")
     add_data_option(p, DEFAULT_DATA, "data directory whose config.toml (partners, keys) to use")
     p.add_argument("--clicks", type=int, default=500, help="clicks to plan (postbacks follow them)")
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed plans the same traffic")

@@ -14,6 +14,12 @@ DATA/warehouse/staging/, keyed by segment name, size and mtime (and the staging
 version), so a later run restages only new or grown segments. Staging is a pure
 function of a segment's bytes, so a cached run equals a full run. A segment with a
 bad line is never cached, so its warning is repeated on every run.
+
+A sealed segment is compressed (segment-NNNNNNNN.ndjson.zst, receiver.contract.framing):
+its bytes are decompressed in memory for the CRC check and DuckDB reads the .zst itself.
+The cache key is the same in both forms (the segment's name, the size of its lines and
+the mtime, which compression keeps), so a segment compressed after it was staged is not
+staged again; rows name their segment by that name too, so they do not change either.
 """
 
 from __future__ import annotations
@@ -35,7 +41,17 @@ import polars as pl
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
 from receiver.contract import record as log_record
-from receiver.contract.framing import BadLine, check_lines, iter_lines, segment_paths
+from receiver.contract.framing import (
+    BadLine,
+    check_lines,
+    compressed_path,
+    is_compressed,
+    iter_lines,
+    load_segment,
+    segment_name_of,
+    segment_paths,
+    segment_stat,
+)
 from receiver.contract.params import (
     ParamError,
     decode_body,
@@ -266,9 +282,11 @@ def stage_segment(path: Path, on_bad: Callable[[BadLine], None]) -> pl.DataFrame
 
 
 def _stage_checked(path: Path) -> tuple[pl.DataFrame, list[BadLine]]:
-    """(staged rows, bad lines) of one segment; safe to run in a thread (reports nothing)."""
-    data = path.read_bytes()
+    """(staged rows, bad lines) of one segment (either form); safe to run in a thread (reports nothing)."""
+    data, damage = load_segment(path)
     line_nos, bad = check_lines(path, data)
+    if damage is not None:
+        bad.append(damage)
     try:
         frame = stage_lines_duckdb(path, None if not bad else _good_bytes(data, line_nos))
     except Exception as exc:  # noqa: BLE001  (duckdb raises several kinds for unexpected input)
@@ -286,7 +304,7 @@ def stage_segment_python(path: Path, on_bad: Callable[[BadLine], None]) -> pl.Da
         if isinstance(item, BadLine):
             on_bad(item)
         else:
-            rows.append(_row(item, path.name, line_no))
+            rows.append(_row(item, segment_name_of(path), line_no))
     return stage_rows(rows)
 
 
@@ -312,25 +330,40 @@ def stage_lines_duckdb(path: Path, data: bytes | None = None) -> pl.DataFrame:
     import duckdb
 
     with tempfile.TemporaryDirectory(prefix="clickledger-stage-") as tmp:
-        source = path
+        target = Path(tmp) / "rows.parquet"
         if data is not None:
             source = Path(tmp) / "lines.ndjson"
             source.write_bytes(data)
-        quoted = str(source).replace("'", "''")
-        target = Path(tmp) / "rows.parquet"
-        select = ", ".join([*_TOP_INT, *_TOP_TEXT, *_TOP_BOOL, f"{CUSTOM_DATA}::VARCHAR AS {CUSTOM_DATA}", *RAW_BODY,
-                            *(f"{FIELDS}.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
-        # one thread: a single NDJSON file does not parse faster with two, and stage_log
-        # already stages two segments at once
-        con = duckdb.connect(config={"threads": 1})
-        try:
-            con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
-                        f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{str(target).replace(chr(39), chr(39) * 2)}' "
-                        "(FORMAT parquet, COMPRESSION uncompressed)")
-        finally:
-            con.close()
+            _copy_rows_duckdb(source, target)
+        else:
+            try:  # DuckDB decompresses a .zst itself
+                _copy_rows_duckdb(path, target)
+            except duckdb.IOException:
+                # a plain segment compressed (and removed) since it was listed: its compressed
+                # form holds the same bytes (receiver.compression)
+                if path.exists() or is_compressed(path):
+                    raise
+                _copy_rows_duckdb(compressed_path(path), target)
         raw = pl.read_parquet(target)
-    return _finish_raw(raw, path.name)
+    return _finish_raw(raw, segment_name_of(path))
+
+
+def _copy_rows_duckdb(source: Path, target: Path) -> None:
+    """The rows staging reads of the NDJSON (or .ndjson.zst) file `source`, into the Parquet file `target`."""
+    import duckdb
+
+    select = ", ".join([*_TOP_INT, *_TOP_TEXT, *_TOP_BOOL, f"{CUSTOM_DATA}::VARCHAR AS {CUSTOM_DATA}", *RAW_BODY,
+                        *(f"{FIELDS}.{name} AS {name}" for name in (*FIELD_TEXT, *FIELD_BOOL))])
+    quoted, out = (str(p).replace("'", "''") for p in (source, target))
+    # one thread: a single NDJSON file does not parse faster with two, and stage_log
+    # already stages two segments at once
+    con = duckdb.connect(config={"threads": 1})
+    try:
+        con.execute(f"COPY (SELECT {select} FROM read_json('{quoted}', format='newline_delimited', "
+                    f"columns={_duckdb_columns()}, maximum_object_size=16777216)) TO '{out}' "
+                    "(FORMAT parquet, COMPRESSION uncompressed)")
+    finally:
+        con.close()
 
 
 def _finish_raw(raw: pl.DataFrame, segment: str) -> pl.DataFrame:
@@ -380,9 +413,15 @@ def _on_bad(bad: BadLine, *, skip_corrupt: bool, seen: list[BadLine]) -> None:
     seen.append(bad)
 
 
+def _cache_stem(path: Path) -> str:
+    """`segment-NNNNNNNN`, for the segment's file in either form."""
+    return segment_name_of(path).removesuffix(".ndjson")
+
+
 def _cache_name(path: Path) -> str:
-    st = path.stat()
-    return f"{path.stem}.{st.st_size}.{st.st_mtime_ns}.v{STAGING_VERSION}.parquet"
+    """The same in both forms of a segment: compressing one does not stage it again."""
+    stat = segment_stat(path)
+    return f"{_cache_stem(path)}.{stat.size}.{stat.mtime_ns}.v{STAGING_VERSION}.parquet"
 
 
 def stage_log(
@@ -408,8 +447,9 @@ def stage_log(
     # warnings, errors and the cache are as in a one-by-one run.
     with ThreadPoolExecutor(max_workers=STAGING_THREADS, thread_name_prefix="staging") as pool:
         ahead: dict[int, Future[tuple[pl.DataFrame, list[BadLine]]]] = {}
+        cache_names = [_cache_name(path) for path in paths] if cache_dir is not None else []
         todo = [(i, path) for i, path in enumerate(paths)
-                if cache_dir is None or not (cache_dir / _cache_name(path)).exists()]
+                if cache_dir is None or not (cache_dir / cache_names[i]).exists()]
         queue, staging = iter(todo), {i for i, _ in todo}
 
         def submit_next() -> None:
@@ -422,7 +462,7 @@ def stage_log(
         for index, path in enumerate(paths, start=1):
             if progress is not None:
                 progress(index, len(paths), path)
-            cached = cache_dir / _cache_name(path) if cache_dir is not None else None
+            cached = cache_dir / cache_names[index - 1] if cache_dir is not None else None
             if index - 1 not in staging:
                 frames.append(pl.scan_parquet(cached))
                 staged.cached += 1
@@ -434,7 +474,7 @@ def stage_log(
                 _on_bad(item, skip_corrupt=skip_corrupt, seen=bad_here)
             staged.skipped.extend(bad_here)
             if cached is not None and not bad_here:
-                for old in cache_dir.glob(f"{path.stem}.*.parquet"):
+                for old in cache_dir.glob(f"{_cache_stem(path)}.*.parquet"):
                     old.unlink(missing_ok=True)
                 tmp = cached.with_suffix(".tmp")
                 frame.write_parquet(tmp, compression="lz4")  # a cache: fast to write beats small
@@ -443,7 +483,7 @@ def stage_log(
             else:
                 frames.append(frame.lazy())
     if cache_dir is not None:  # forget caches of segments that no longer exist
-        names = {p.stem for p in paths}
+        names = {_cache_stem(p) for p in paths}
         for old in cache_dir.glob("segment-*.parquet"):
             if old.name.split(".")[0] not in names:
                 old.unlink(missing_ok=True)

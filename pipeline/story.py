@@ -2,7 +2,7 @@
 
 The warehouse tables hold what was derived; the raw requests (query string, body, the
 answer we gave, track events, postbacks sent to a wrong path) stay in the log, which
-DuckDB reads directly. Torn or corrupt lines are skipped here (this is a look-up, not
+DuckDB reads directly, plain and compressed segments alike. Torn or corrupt lines are skipped here (this is a look-up, not
 a money table; `clickledger run` reports them).
 
 What support sees goes through `for_support`, which cuts partners' api keys (see
@@ -21,7 +21,7 @@ import polars as pl
 from pipeline.staging import duckdb_columns
 from pipeline.warehouse import Warehouse
 from receiver.contract.datadir import DataDir
-from receiver.contract.framing import SEGMENT_GLOB
+from receiver.contract.framing import segment_paths
 from receiver.contract.params import API_KEY, DIALECTS, MACRO_RE
 
 # The log members a support person reads, typed for DuckDB's read_json by the contract.
@@ -92,8 +92,7 @@ def log_requests(data_dir: str | Path, *, click_id: str | None = None,
     if click_id is None and transaction_id is None:
         raise ValueError("give a click_id or a transaction_id to look up")
     data = DataDir(data_dir)
-    pattern = data.segment_pattern
-    if not any(data.log_dir.glob(SEGMENT_GLOB)):
+    if not segment_paths(data.log_dir):
         return pl.DataFrame(schema={c: pl.String for c in LOG_COLUMNS})
     columns = ", ".join(f"'{name}': '{kind}'" for name, kind in LOG_COLUMNS.items())
     where, params = [], []
@@ -109,7 +108,16 @@ def log_requests(data_dir: str | Path, *, click_id: str | None = None,
              f"from read_json(?, format='newline_delimited', columns={{{columns}}}, ignore_errors=true) "
              f"where {' and '.join(where)} order by seq limit {int(limit)}")
     with duckdb.connect() as con:
-        cursor = con.execute(query, [pattern, *params])
+        for attempt in range(2):
+            # each segment's current form (plain or .zst: DuckDB decompresses it), never a glob,
+            # which would read a segment twice while it is being compressed
+            files = [str(path) for path in segment_paths(data.log_dir)]
+            try:
+                cursor = con.execute(query, [files, *params])
+                break
+            except duckdb.IOException:
+                if attempt:  # a plain segment compressed after it was listed is listed again once
+                    raise
         names = [d[0] for d in cursor.description]
         return pl.DataFrame(cursor.fetchall(), schema=names, orient="row", infer_schema_length=None)
 

@@ -22,6 +22,7 @@ import falcon
 import orjson
 
 from receiver.clicks import earn_click, link_click, link_probe
+from receiver.compression import BackgroundCompressor
 from receiver.config_store import ConfigStore
 from receiver.contract.codes import is_permanent
 from receiver.contract.datadir import DataDir
@@ -182,6 +183,11 @@ class Receiver:
         if loaded.base_stale:
             # One file for the next start instead of every sidecar; written while we serve.
             self._in_background(write_base, self.index_dir, loaded.data)
+        # Sealed segments are compressed in the background: now those a crash or the last stop
+        # left plain, then each one the writer rotates past (receiver.compression).
+        self.compressor = BackgroundCompressor(settings.log_dir) if own_writer else None
+        if self.compressor is not None:
+            self.compressor.request(writer.sealed_at_start)
         self.writer = writer
         self.clock = clock
         self.new_click_id = new_click_id
@@ -198,18 +204,27 @@ class Receiver:
         thread.start()
 
     def _segment_sealed(self, segment: Path) -> None:
-        """A rotated segment gets its sidecar now, so the next start need not read it."""
-        self._in_background(_build_sidecar_quietly, segment, self.index_dir, True)
+        """A rotated segment gets its sidecar now, so the next start need not read it, then its
+        compressed form (one after the other: two children at once would compete for the cores)."""
+        self._in_background(self._seal, segment)
+
+    def _seal(self, segment: Path) -> None:
+        _build_sidecar_quietly(segment, self.index_dir, True)
+        if getattr(self, "compressor", None) is not None:  # (a rotation while __init__ still runs)
+            self.compressor.request([segment])
 
     def close(self) -> None:
         segment = self.writer.segment_path
         self.writer.close()
-        # A clean shutdown seals the last segment: its sidecar saves the next start reading it.
+        # A clean shutdown seals the last segment: its sidecar saves the next start reading it
+        # (that start compresses it).
         if segment is not None and segment.parent == self.settings.log_dir and segment.exists():
             _build_sidecar_quietly(segment, self.index_dir)
         for thread in self._cache_threads:
             thread.join()
         self._cache_threads.clear()
+        if self.compressor is not None:
+            self.compressor.close()
 
 
 # From this size on, a sealed segment's sidecar is built in a child process: scanning it in

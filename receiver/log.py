@@ -11,12 +11,15 @@ across a syscall.
 
 Every writer start opens a fresh segment, and a failed write abandons its segment,
 so a torn record (crash, disk full) can only be the last line of a segment. Readers
-skip such a line with a warning.
+skip such a line with a warning. A segment the writer has closed is sealed: the receiver
+compresses it in the background (receiver.compression); the writer holds a shared flock
+on the segment it has open, so that nothing compresses that one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import threading
 from collections.abc import Callable
@@ -98,13 +101,16 @@ class SegmentWriter:
         self._fsync = fsync
         self._write = write
         # Called (in the writing thread, so it must return at once) with each segment closed by
-        # rotation: it will never be appended to again, so derived caches of it can be built.
+        # rotation: it will never be appended to again, so derived caches of it can be built
+        # and it can be compressed (receiver.compression).
         self._on_sealed = on_sealed
         writer_lock = try_lock(self.log_dir / WRITER_LOCK_FILE)
         if writer_lock is None:
             raise LogLockedError(f"{self.log_dir} is being written by another clickledger process")
         self._writer_lock = writer_lock
         existing = segment_paths(self.log_dir)
+        # this writer only ever appends to segments it creates: every one here now is sealed
+        self.sealed_at_start = existing
         self._segment_no = segment_number(existing[-1]) if existing else 0
         self._next_seq = next_seq if next_seq is not None else last_seq(self.log_dir) + 1
         self._fd: int | None = None
@@ -126,6 +132,9 @@ class SegmentWriter:
         path = self.log_dir / segment_name(self._segment_no)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
         try:
+            # held while the segment is open: nothing compresses a segment a writer has open
+            # (receiver.compression); the kernel drops it when the descriptor closes, or we die
+            fcntl.flock(fd, fcntl.LOCK_SH)
             fsync_directory(self.log_dir)  # the new file's directory entry must survive a crash too
         except OSError:
             os.close(fd)

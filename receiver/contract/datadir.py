@@ -3,7 +3,8 @@
     DATA/
       config.toml            partners, offers, links, products, users (people edit it)
       fx_rates.csv           date,currency,rate (people edit it)
-      log/                   the append-only event log: segment-NNNNNNNN.ndjson (the source of truth)
+      log/                   the append-only event log: segment-NNNNNNNN.ndjson, compressed to
+                             segment-NNNNNNNN.ndjson.zst once sealed (the source of truth)
       index/                 the receiver's index snapshots (derived, safe to delete)
       warehouse/             the derived tables: <table>.parquet, warehouse.duckdb, staging/ (a cache)
       ledger/                wallet_credits.ndjson, the wallet's append-only ledger
@@ -72,7 +73,8 @@ class DataDir:
 
     @property
     def segment_pattern(self) -> str:
-        """A glob of every log segment (for DuckDB's read_json, Polars' scan_ndjson)."""
+        """A glob of every log segment file, plain and compressed (for DuckDB's read_json and
+        Polars' scan_ndjson by hand; code reads framing.segment_paths, see SEGMENT_GLOB)."""
         return str(self.log_dir / SEGMENT_GLOB)
 
     @property

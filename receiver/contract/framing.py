@@ -13,6 +13,17 @@ Segments sort by name in the order they were opened. A torn record (crash, disk 
 only be the last line of a segment (see receiver.log.SegmentWriter); readers skip it, and
 report every line that fails its checksum as a `BadLine`.
 
+A sealed segment (one no writer will append to again) is kept compressed, as
+segment-NNNNNNNN.ndjson.zst: one zstd frame holding exactly the plain segment's bytes,
+lines and checksums unchanged, its content size in the frame header, and the plain file's
+mtime (receiver.compression writes it). Each segment has one *current form*: the plain
+file while it exists, else the compressed one. The compressed file is published (renamed
+into place) only once verified, and the plain one removed only after that, so a reader
+that takes the plain file when both exist always reads one complete copy of every
+segment. `segment_paths` lists the current forms, `read_segment` reads either (and the
+compressed one when the plain one vanished since it was listed), and everything that
+identifies a segment (`segment_name_of`, `segment_stat`) gives the same answer for both.
+
 The writer (receiver.log), every reader (the receiver's indexes, the pipeline's staging,
 the wallet ledger) and the offline generator use these definitions; nothing else knows
 the byte layout.
@@ -30,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import zstandard
 
 # ---------------------------------------------------------------- the line
 
@@ -140,34 +152,70 @@ def check_line(line: bytes) -> dict[str, Any] | None:
 
 # ---------------------------------------------------------------- segments
 
-SEGMENT_GLOB = "segment-*.ndjson"
-SEGMENT_RE = re.compile(r"^segment-(\d{8})\.ndjson$")
+COMPRESSED_SUFFIX = ".zst"
+# Every segment file, in either form (for DuckDB's read_json and Polars' scan_ndjson, which
+# both decompress a .zst by its name). While a segment is being compressed both of its
+# forms exist for a moment, so a glob can read it twice: code reads `segment_paths`.
+SEGMENT_GLOB = "segment-*.ndjson*"
+SEGMENT_RE = re.compile(r"^segment-(\d{8})\.ndjson(\.zst)?$")
+SAMPLE_BYTES = 64 * 1024  # what `segment_stat` reads of a segment's start
+_FRAME_HEADER_MAX = 18  # bytes of a zstd frame header at most (ZSTD_FRAMEHEADERSIZE_MAX)
 
 
 def segment_name(number: int) -> str:
-    """The file name of segment `number` (1, 2, ...): `segment-00000001.ndjson`."""
+    """The name of segment `number` (1, 2, ...): `segment-00000001.ndjson`; its compressed form
+    adds `.zst`. A segment is known by this name in either form (staged rows, snapshots)."""
     if not 0 < number < 10**8:
         raise ValueError(f"a segment number is from 1 to 99999999, got {number}")
     return f"segment-{number:08d}.ndjson"
 
 
 def segment_number(path: str | os.PathLike[str]) -> int:
-    """The number in a segment's file name; ValueError for a file that is not a segment."""
+    """The number in a segment's file name (either form); ValueError for a file that is not a segment."""
     match = SEGMENT_RE.match(Path(path).name)
     if match is None:
-        raise ValueError(f"{Path(path).name!r} is not a log segment name (segment-NNNNNNNN.ndjson)")
+        raise ValueError(f"{Path(path).name!r} is not a log segment name (segment-NNNNNNNN.ndjson[.zst])")
     return int(match.group(1))
 
 
+def segment_name_of(path: str | os.PathLike[str]) -> str:
+    """The name of the segment a file holds, whichever form it is in: `segment-00000001.ndjson`."""
+    return segment_name(segment_number(path))
+
+
+def is_compressed(path: str | os.PathLike[str]) -> bool:
+    return Path(path).name.endswith(COMPRESSED_SUFFIX)
+
+
+def plain_path(path: str | os.PathLike[str]) -> Path:
+    """The plain form's path of the segment at `path` (either form)."""
+    path = Path(path)
+    return path.with_name(segment_name_of(path))
+
+
+def compressed_path(path: str | os.PathLike[str]) -> Path:
+    """The compressed form's path of the segment at `path` (either form)."""
+    path = Path(path)
+    return path.with_name(segment_name_of(path) + COMPRESSED_SUFFIX)
+
+
 def segment_paths(log_dir: str | os.PathLike[str]) -> list[Path]:
-    """Segments in append order (their names sort in the order they were opened)."""
+    """Each segment's current form, in append order (names sort in the order segments were
+    opened): the plain file while it exists, else the compressed one."""
     directory = Path(log_dir)
     if not directory.is_dir():
         return []
-    return sorted(p for p in directory.iterdir() if SEGMENT_RE.match(p.name))
+    current: dict[int, Path] = {}
+    for entry in os.scandir(directory):
+        match = SEGMENT_RE.match(entry.name)
+        if match is not None:
+            number = int(match.group(1))
+            if match.group(2) is None or number not in current:  # the plain form wins
+                current[number] = directory / entry.name
+    return [current[n] for n in sorted(current)]
 
 
-# ---------------------------------------------------------------- reading lines
+# ---------------------------------------------------------------- reading segments
 
 
 @dataclass(frozen=True)
@@ -184,9 +232,132 @@ class BadLine:
 EXCERPT_BYTES = 120  # how much of a bad line a BadLine keeps
 
 
+class DamagedSegmentError(ValueError):
+    """A compressed segment that does not decompress whole; `readable` holds the bytes before
+    the damage (the lines there are still checked by their CRC like any others)."""
+
+    def __init__(self, path: Path, reason: str, readable: bytes):
+        self.path = path
+        self.readable = readable
+        super().__init__(f"{path.name} cannot be decompressed past byte {len(readable):,} of its "
+                         f"lines: {reason}")
+
+
+def _open_current(path: Path):  # noqa: ANN202 - a binary file object
+    """Open the segment at `path`; a plain path whose file is gone was compressed meanwhile
+    (its compressed form is published before the plain one is removed)."""
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        if is_compressed(path) or not SEGMENT_RE.match(path.name):  # (iter_lines reads the ledger too)
+            raise
+        return open(compressed_path(path), "rb")
+
+
+def _decompress(path: Path, raw: bytes) -> bytes:
+    try:  # one frame with its content size, as receiver.compression writes: one allocation
+        return zstandard.ZstdDecompressor().decompress(raw, allow_extra_data=False)
+    except zstandard.ZstdError:
+        pass
+    # several frames, no content size (`zstd` run on a stream), or damage: frame by frame, in
+    # steps, so that what decompressed before any damage is kept
+    chunks: list[bytes] = []
+    pos, step = 0, 1 << 17
+    while pos < len(raw):
+        frame = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            while not frame.eof and pos < len(raw):
+                chunks.append(frame.decompress(raw[pos:pos + step]))
+                pos = min(pos + step, len(raw))
+        except zstandard.ZstdError as exc:
+            raise DamagedSegmentError(path, str(exc), b"".join(chunks)) from exc
+        if not frame.eof:
+            raise DamagedSegmentError(path, "the zstd frame is cut short", b"".join(chunks))
+        pos -= len(frame.unused_data)
+    return b"".join(chunks)
+
+
+def read_segment(path: str | os.PathLike[str]) -> bytes:
+    """A segment's bytes, its lines as written, from either form.
+
+    Raises DamagedSegmentError for a compressed file that does not decompress whole (its
+    zstd checksum included); `load_segment` gives the lines before the damage instead.
+    """
+    path = Path(path)
+    with _open_current(path) as f:
+        raw = f.read()
+        name = f.name
+    return _decompress(Path(name), raw) if is_compressed(name) else raw
+
+
+def load_segment(path: Path) -> tuple[bytes, BadLine | None]:
+    """(bytes, damage) of one segment: its bytes, or for a damaged compressed segment the whole
+    lines before the damage and a BadLine (not torn: corrupt) standing for everything after."""
+    try:
+        return read_segment(path), None
+    except DamagedSegmentError as exc:
+        readable = exc.readable[:exc.readable.rfind(NEWLINE) + 1]
+        line_no = readable.count(NEWLINE) + 1
+        return readable, BadLine(path, line_no, len(readable), False,
+                                 f"[damaged zstd frame: {exc}]".encode()[:EXCERPT_BYTES])
+
+
+@dataclass(frozen=True)
+class SegmentStat:
+    """What identifies a segment's content, read from its ends: its name, the size of its lines
+    (not of the compressed file), its mtime (the compressed file keeps the plain one's), the
+    CRC-32 of its first SAMPLE_BYTES; and, by form, the CRC-32 of its last SAMPLE_BYTES
+    (plain) or the zstd frame's checksum of its whole content (compressed), which only a
+    file of the same form can be compared with."""
+
+    name: str
+    size: int
+    mtime_ns: int
+    head_crc: int
+    tail_crc: int | None = None  # plain form
+    frame_checksum: int | None = None  # compressed form
+
+
+def segment_stat(path: str | os.PathLike[str]) -> SegmentStat:
+    """The segment's SegmentStat, reading at most 128 KiB of it: ~1 ms in either form."""
+    path = Path(path)
+    name = segment_name_of(path)
+    with _open_current(path) as f:
+        st = os.fstat(f.fileno())
+        if not is_compressed(f.name):
+            head = f.read(SAMPLE_BYTES)
+            f.seek(max(SAMPLE_BYTES, st.st_size - SAMPLE_BYTES))
+            return SegmentStat(name, st.st_size, st.st_mtime_ns, zlib.crc32(head), tail_crc=zlib.crc32(f.read()))
+        try:
+            params = zstandard.get_frame_parameters(f.read(_FRAME_HEADER_MAX))
+            size, has_checksum = params.content_size, params.has_checksum
+        except zstandard.ZstdError:
+            size, has_checksum = zstandard.CONTENTSIZE_UNKNOWN, False
+        checksum = None
+        if has_checksum and st.st_size >= 4:
+            f.seek(st.st_size - 4)
+            checksum = int.from_bytes(f.read(4), "little")
+        f.seek(0)
+        if size == zstandard.CONTENTSIZE_UNKNOWN:  # not written by us: the whole file tells
+            data, _ = load_segment(Path(f.name))
+            return SegmentStat(name, len(data), st.st_mtime_ns, zlib.crc32(data[:SAMPLE_BYTES]),
+                               frame_checksum=checksum)
+        head = b""
+        reader = zstandard.ZstdDecompressor().stream_reader(f, read_size=16 * 1024)
+        try:
+            while len(head) < SAMPLE_BYTES and (chunk := reader.read(SAMPLE_BYTES - len(head))):
+                head += chunk
+        except zstandard.ZstdError:
+            pass  # damaged near its start: the head read so far identifies it
+    return SegmentStat(name, size, st.st_mtime_ns, zlib.crc32(head), frame_checksum=checksum)
+
+
+# ---------------------------------------------------------------- reading lines
+
+
 def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
-    """(line number, record or BadLine) for every non-blank line of one segment, in order."""
-    data = path.read_bytes()
+    """(line number, record or BadLine) for every non-blank line of one segment (either form), in order."""
+    data, damage = load_segment(path)
     offset, line_no, size = 0, 0, len(data)
     while offset < size:
         end = data.find(NEWLINE, offset)
@@ -201,6 +372,8 @@ def iter_lines(path: Path) -> Iterator[tuple[int, dict[str, Any] | BadLine]]:
         elif line.strip():
             yield line_no, BadLine(path, line_no, offset, not terminated, line[:EXCERPT_BYTES])
         offset = end + 1
+    if damage is not None:
+        yield damage.line_no, damage
 
 
 def check_lines(path: Path, data: bytes) -> tuple[list[int], list[BadLine]]:

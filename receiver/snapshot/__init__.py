@@ -13,9 +13,10 @@ reads one file instead of merging every sidecar (merging 10M clicks takes a sort
 pure Python cannot do in seconds; adding a few segments' clicks to sorted arrays can).
 It is rewritten in the background after a start that merged anything new.
 
-Every file names the segments it covers with their identity (name, size, mtime, inode,
-CRC-32 of the first and last 64 KiB) and carries a format version and a CRC-32 of its
-whole content. A file that fails any check is ignored and rebuilt, so a torn, stale or
+Every file names the segments it covers with their identity (name, size of the lines,
+mtime, CRC-32 of the first and last 64 KiB or, compressed, the zstd frame's checksum: the
+same segment in either form, see identity) and carries a format version and a CRC-32 of
+its whole content. A file that fails any check is ignored and rebuilt, so a torn, stale or
 foreign snapshot can never make a known click unknown or an unknown click known.
 
 The parts, one job each:
@@ -27,7 +28,7 @@ The parts, one job each:
 - load: the start-up loader (load_indexes) and the base.
 """
 
-from receiver.snapshot.identity import SAMPLE_BYTES, SegmentId, segment_id
+from receiver.snapshot.identity import SAMPLE_BYTES, SegmentId, same_segments, segment_id
 from receiver.snapshot.index_file import (
     INDEX_FORMAT_VERSION,
     MAGIC,
@@ -69,6 +70,7 @@ __all__ = [
     "load_indexes",
     "merge",
     "read_index_file",
+    "same_segments",
     "scan_segment",
     "segment_id",
     "sidecar_path",

@@ -26,7 +26,7 @@ from receiver.contract.files import fsync_directory
 from receiver.indexes import BUCKETS, KEY_BYTES, ROW_BYTES, Combo
 from receiver.snapshot.identity import SegmentId
 
-INDEX_FORMAT_VERSION = 1
+INDEX_FORMAT_VERSION = 2  # 2: segments identified by their content, in either form (no inode)
 MAGIC = b"CLIDX\x00\r\n"  # the \r\n catches a file mangled by newline translation
 _U32 = struct.Struct("<I")
 

@@ -21,7 +21,7 @@ from typing import Any
 from receiver.contract.datadir import DataDir
 from receiver.contract.framing import segment_paths
 from receiver.indexes import Click, ClickIndex, CompactClicks, ConversionIndex, from_micros
-from receiver.snapshot.identity import SegmentId, segment_id
+from receiver.snapshot.identity import SegmentId, same_segments, segment_id
 from receiver.snapshot.index_file import IndexData, read_index_file, write_index_file
 from receiver.snapshot.merge import merge
 from receiver.snapshot.scan import build_sidecar, build_sidecar_in_worker, sidecar_path
@@ -34,7 +34,7 @@ PARALLEL_MIN_BYTES = 32 * 1024 * 1024
 
 
 def index_dir_for(log_dir: Path) -> Path:
-    """DATA/index next to DATA/log: outside the log, so nothing that reads segment-*.ndjson sees it."""
+    """DATA/index next to DATA/log: outside the log, so nothing that reads the segments sees it."""
     return DataDir(Path(log_dir).parent).index_dir
 
 
@@ -71,7 +71,7 @@ class Loaded:
 
 
 def _valid(data: IndexData | None, idents: list[SegmentId]) -> bool:
-    return data is not None and data.covers == idents
+    return data is not None and same_segments(data.covers, idents)
 
 
 def load_indexes(log_dir: Path, index_dir: Path | None = None, *, workers: int | None = None,
@@ -88,7 +88,7 @@ def load_indexes(log_dir: Path, index_dir: Path | None = None, *, workers: int |
     idents = [segment_id(p) for p in segments]
     base = read_index_file(index_dir / BASE_NAME)
     covered = 0
-    if base is not None and base.offsets is not None and base.covers == idents[:len(base.covers)]:
+    if base is not None and base.offsets is not None and same_segments(base.covers, idents[:len(base.covers)]):
         covered = len(base.covers)
     else:
         base = None
@@ -117,6 +117,9 @@ def load_indexes(log_dir: Path, index_dir: Path | None = None, *, workers: int |
     complete = [r for r in runs if r is not None]
     fresh = sum(r.n + len(r.others) + len(r.conversions) for r in complete)
     merged = merge(base, complete) if complete or base is None else base
+    # each segment as it is now: a segment compressed since its sidecar was built matched it by
+    # content; the base written from this data records its current form's identity
+    merged.covers = idents
     if on_bad is not None:
         for bad in merged.bad_lines:
             on_bad(bad)

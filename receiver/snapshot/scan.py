@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from receiver.contract.framing import BadLine, iter_lines
+from receiver.contract.framing import BadLine, iter_lines, segment_name_of
 from receiver.contract.params import pair_key
 from receiver.contract.timeutil import parse_utc
 from receiver.indexes import NEVER, ROW, Combo, to_micros, uuid_key
@@ -41,7 +41,7 @@ def scan_segment(path: Path) -> IndexData:
     top = 0
     for line_no, record in iter_lines(path):
         if isinstance(record, BadLine):
-            bad.append([path.name, line_no, record.torn])
+            bad.append([ident.name, line_no, record.torn])
             continue
         top = max(top, record.get("seq", 0))
         kind = record.get("kind")
@@ -52,7 +52,7 @@ def scan_segment(path: Path) -> IndexData:
             clicks[click_id] = _click_row(fields)
         elif kind == "postback" and record.get("result") == "recorded":
             conversions.append([*pair_key(fields["click_id"], fields["transaction_id"]), fields.get("status", "")])
-    if segment_id(path) != ident:
+    if not segment_id(path).matches(ident):  # (compressed meanwhile is the same content)
         raise RuntimeError(f"{path} changed while it was read: it is not sealed")
     data = IndexData(covers=[ident], top_seq=top, conversions=conversions, bad_lines=bad)
     combo_ids: dict[Combo, int] = {}
@@ -76,7 +76,8 @@ def scan_segment(path: Path) -> IndexData:
 
 
 def sidecar_path(index_dir: Path, segment_name: str) -> Path:
-    return index_dir / (segment_name.rsplit(".", 1)[0] + ".idx")
+    """DATA/index/segment-NNNNNNNN.idx, of the segment whose file (either form) is `segment_name`."""
+    return index_dir / (segment_name_of(segment_name).removesuffix(".ndjson") + ".idx")
 
 
 def build_sidecar(segment: Path, index_dir: Path) -> IndexData:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import random
 import shutil
 import uuid
-from collections import defaultdict
-from datetime import UTC, datetime
+from collections import Counter, defaultdict
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import orjson
@@ -17,24 +17,26 @@ import pipeline
 from clickledger.cli import main as cli_main
 from clickledger.demo import write_demo_config, write_fx_rates
 from clickledger.simulator.history import simulate_history
-from clickledger.simulator.offline import generate_log
+from clickledger.simulator.offline import DAYS, generate_log
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.staging import stage_segment, stage_segment_python
-from receiver.contract.framing import check_line, segment_paths
+from receiver.contract import framing
+from receiver.contract.framing import check_line, read_segment, segment_paths
 
 EVENTS = 4000
+END = date(2025, 6, 30)  # generated logs end today by default: pinned, so output is the same every day
 
 
 @pytest.fixture(scope="module")
 def generated(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("offline") / "data"
-    summary = generate_log(out, EVENTS, seed=5, segment_bytes=1_500_000)
+    summary = generate_log(out, EVENTS, seed=5, segment_bytes=1_500_000, end=END)
     assert summary.events == EVENTS and len(summary.segments) > 1
     return out
 
 
 def _lines(data: Path) -> list[bytes]:
-    return [line for path in segment_paths(data / "log") for line in path.read_bytes().splitlines(keepends=True)]
+    return [line for path in segment_paths(data / "log") for line in read_segment(path).splitlines(keepends=True)]
 
 
 def test_every_line_is_intact_and_seq_strictly_increases(generated):
@@ -56,8 +58,8 @@ def test_every_line_is_intact_and_seq_strictly_increases(generated):
 
 
 def test_same_seed_same_bytes_other_seed_other_bytes(generated, tmp_path):
-    generate_log(tmp_path / "again", EVENTS, seed=5, segment_bytes=1_500_000)
-    generate_log(tmp_path / "other", EVENTS, seed=6, segment_bytes=1_500_000)
+    generate_log(tmp_path / "again", EVENTS, seed=5, segment_bytes=1_500_000, end=END)
+    generate_log(tmp_path / "other", EVENTS, seed=6, segment_bytes=1_500_000, end=END)
     assert _lines(tmp_path / "again") == _lines(generated)
     assert (tmp_path / "again" / "fx_rates.csv").read_bytes() == (generated / "fx_rates.csv").read_bytes()
     assert _lines(tmp_path / "other") != _lines(generated)
@@ -133,7 +135,7 @@ def test_fast_staging_equals_the_record_by_record_reference(generated, tmp_path)
     for path in segment_paths(generated / "log"):
         assert stage_segment(path, lambda bad: None).equals(stage_segment_python(path, lambda bad: None))
     # bad lines: a corrupt one, blank ones, a torn last one: same rows and the same reports
-    lines = segment_paths(generated / "log")[0].read_bytes().split(b"\n")
+    lines = read_segment(segment_paths(generated / "log")[0]).split(b"\n")
     lines[3] = lines[3].replace(b'"kind":"', b'"kind":"x', 1)
     lines[5], lines[7] = b"", b"   "
     broken = tmp_path / "segment-00000001.ndjson"
@@ -161,3 +163,60 @@ def test_nearest_index_over_reachable_clicks_answers_as_the_full_index():
     answers = [full.find(s) for s in sent]
     assert sum(a is not None for a in answers) > 200
     assert [reachable.find(s) for s in sent] == answers
+
+
+# ---------------------------------------------------------------- issue 13: days, compression
+
+
+def _days(data: Path) -> list[date]:
+    return [date.fromisoformat(r["received_at"][:10]) for r in framing_records(data)]
+
+
+def framing_records(data: Path) -> list[dict]:
+    return [check_line(line) for line in _lines(data)]
+
+
+def test_a_new_log_spreads_over_the_days_ending_on_its_end(tmp_path):
+    summary = generate_log(tmp_path / "a", 20_000, seed=4, end=END, days=30)
+    days = _days(tmp_path / "a")
+    assert min(days) == summary.first_day == date(2025, 6, 1) and max(days) == summary.last_day == END
+    assert len(set(days)) == 30  # every day of the window has traffic
+    assert days == sorted(days)  # later seqs, later (or the same) days
+    per_day = Counter(days).values()
+    assert max(per_day) < 2 * min(per_day)  # evenly
+    # the default window: DAYS days ending today (UTC)
+    default = generate_log(tmp_path / "b", 2_000, seed=4)
+    today = datetime.now(UTC).date()
+    assert default.last_day in (today, today - timedelta(days=1))  # (a run across midnight)
+    assert default.first_day >= default.last_day - timedelta(days=DAYS - 1)
+    # another end moves the dates, nothing else
+    generate_log(tmp_path / "c", 20_000, seed=4, end=END + timedelta(days=3), days=30)
+    assert _days(tmp_path / "c") == [d + timedelta(days=3) for d in days]
+    with pytest.raises(ValueError, match="days must be at least 1"):
+        generate_log(tmp_path / "d", 10, days=0)
+
+
+def test_an_appended_part_goes_on_the_next_day(tmp_path):
+    data = tmp_path / "data"
+    first = generate_log(data, 600, seed=2, end=END)
+    more = generate_log(data, 100, seed=2, append=True)
+    assert first.last_day == END and more.first_day == more.last_day == END + timedelta(days=1)
+    with pytest.raises(ValueError, match="give days, not end"):
+        generate_log(data, 10, seed=2, append=True, end=END)
+
+
+def test_segments_are_compressed_as_the_receiver_seals_them_unless_asked_not_to(generated, tmp_path):
+    assert all(framing.is_compressed(p) for p in segment_paths(generated / "log"))
+    plain = generate_log(tmp_path / "plain", EVENTS, seed=5, segment_bytes=1_500_000, end=END, compress=False)
+    assert not any(framing.is_compressed(p) for p in plain.segments) and plain.compressed_bytes == 0
+    assert _lines(tmp_path / "plain") == _lines(generated)  # the same lines in either form
+
+
+def test_a_generated_64_mib_segment_takes_at_most_250_bytes_per_event_on_disk(tmp_path):
+    summary = generate_log(tmp_path / "big", 70_000, seed=1, end=END)
+    first = summary.segments[0]
+    lines = framing.read_segment(first)
+    assert framing.is_compressed(first) and len(lines) >= 64 * 2**20  # a full, sealed segment
+    per_event = first.stat().st_size / lines.count(b"\n")
+    assert per_event <= 250, per_event
+    assert summary.compressed_bytes / summary.events <= 250

@@ -22,7 +22,7 @@ def test_every_path_of_a_data_directory(tmp_path: Path) -> None:
     assert data.config_path == root / "config.toml"
     assert data.fx_rates_path == root / "fx_rates.csv"
     assert data.log_dir == root / "log"
-    assert data.segment_pattern == str(root / "log" / "segment-*.ndjson")
+    assert data.segment_pattern == str(root / "log" / "segment-*.ndjson*")  # both forms (issue 13)
     assert data.index_dir == root / "index"
     assert data.warehouse_dir == root / "warehouse"
     assert data.staging_dir == root / "warehouse" / "staging"

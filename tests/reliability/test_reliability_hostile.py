@@ -42,7 +42,7 @@ import pytest
 import requests
 
 from receiver.app import MAX_BODY_BYTES, MAX_LOGGED_BODY_BYTES
-from receiver.contract.framing import BadLine, check_line, iter_log, segment_paths
+from receiver.contract.framing import BadLine, check_line, iter_log, read_segment, segment_paths
 from tests.support.harness import Harness
 from tests.support.live_server import LiveServer, start_live_server, stop_live_server
 
@@ -63,7 +63,7 @@ def lines_are_intact(log_dir: Path) -> int:
     """Every line of every segment passes check_line; returns how many there are."""
     count = 0
     for path in segment_paths(log_dir):
-        data = path.read_bytes()
+        data = read_segment(path)  # a sealed segment is compressed: its lines as written
         assert data.endswith(b"\n")
         for line in data.split(b"\n")[:-1]:
             assert check_line(line) is not None, line[:200]

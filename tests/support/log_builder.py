@@ -16,7 +16,7 @@ from typing import Any
 from clickledger.demo import DEMO_CONFIG, write_demo_config
 from receiver.contract.config import Config
 from receiver.contract.config_file import parse_config
-from receiver.contract.framing import encode_record
+from receiver.contract.framing import SEGMENT_GLOB, encode_record
 from receiver.contract.params import DIALECTS, normalise_status
 from receiver.contract.timeutil import format_utc
 
@@ -170,7 +170,7 @@ class LogBuilder:
         """Write the records (split evenly over `segments` files); optionally append a torn last line."""
         log_dir = data_dir / "log"
         log_dir.mkdir(parents=True, exist_ok=True)
-        for old in log_dir.glob("segment-*.ndjson"):
+        for old in log_dir.glob(SEGMENT_GLOB):  # both forms
             old.unlink()
         paths = []
         size = max(1, -(-len(self.records) // segments))
@@ -183,6 +183,26 @@ class LogBuilder:
             path.write_bytes(data)
             paths.append(path)
         return paths
+
+
+def traffic_log(data_dir: Path, *, clicks: int = 60, segments: int = 4) -> LogBuilder:
+    """A data dir (demo config, fx rates) whose log holds `clicks` clicks over `segments` plain
+    segments: most with an approved or pending postback, some with a status update or a
+    duplicate, and postbacks for unknown click ids."""
+    make_data_dir(data_dir)
+    log = LogBuilder()
+    for n in range(1, clicks + 1):
+        log.click(cid(n), offer_id="acme-shop" if n % 3 else "peer-app")
+        if n % 4:
+            log.postback(cid(n), transaction_id=f"T{n}", status="approved" if n % 2 else "pending", amount="10.00")
+        if n % 7 == 0:
+            log.postback(cid(n), transaction_id=f"T{n}", status="approved", amount="10.00",
+                         result="duplicate" if n % 4 else "recorded")
+        if n % 11 == 0:
+            log.postback(cid(10_000 + n), transaction_id=f"U{n}", status="approved", amount="1.00",
+                         error="click_not_found")
+    log.write(data_dir, segments=segments)
+    return log
 
 
 def fx_frame(text: str = FX_CSV):
