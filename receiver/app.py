@@ -26,6 +26,7 @@ from receiver.compression import BackgroundCompressor
 from receiver.config_store import ConfigStore
 from receiver.contract.codes import is_permanent
 from receiver.contract.datadir import DataDir
+from receiver.contract.framing import compressed_path
 from receiver.contract.params import (
     DIALECTS,
     ParamError,
@@ -234,13 +235,20 @@ CHILD_SIDECAR_BYTES = 4 * 1024 * 1024
 
 
 def _build_sidecar_quietly(segment: Path, index_dir: Path, serving: bool = False) -> None:
-    try:
-        if serving and segment.stat().st_size >= CHILD_SIDECAR_BYTES:
-            build_sidecar_in_child(segment, index_dir)
-        else:
-            build_sidecar(segment, index_dir)
-    except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
-        log.warning("no index sidecar for %s: %s", segment.name, exc)
+    # The compressor may compress a sealed segment while its sidecar is being scanned (it takes
+    # every sealed plain segment): the scan then fails, and is made again from the compressed form.
+    for attempt in (segment, compressed_path(segment)):
+        try:
+            if serving and attempt.stat().st_size >= CHILD_SIDECAR_BYTES:
+                build_sidecar_in_child(attempt, index_dir)
+            else:
+                build_sidecar(attempt, index_dir)
+            return
+        except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
+            if attempt == segment and not segment.exists() and compressed_path(segment).exists():
+                continue
+            log.warning("no index sidecar for %s: %s", segment.name, exc)
+            return
 
 
 def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -> None:
