@@ -61,7 +61,7 @@ PROFILE_STATUSES = ("approved", "pending", "rejected")
 DEFAULT_STATUSES: dict[str, tuple[str, ...]] = {"approved": APPROVED, "pending": PENDING, "rejected": REJECTED}
 # "none": nothing is checked; "clickledger": our X-Signature / X-Timestamp (docs/endpoints.md);
 # the others are the platforms' own (receiver/signatures.py, each citing its documentation).
-SIGNATURE_SCHEMES = ("none", "clickledger", "tapjoy", "ironsource", "ayet", "bitlabs")
+SIGNATURE_SCHEMES = ("none", "clickledger", "tapjoy", "ironsource", "ayet", "bitlabs", "cpx")
 NEGATIVE_AMOUNTS = ("refuse", "reversal")
 ANSWERS = ("success", "refusal", "permanent_refusal")
 ANSWER_KEYS = ("status", "body", "content_type")
@@ -286,8 +286,10 @@ def _template(body: Any, what: str, path: tuple[str, ...], fail: Fail) -> str:
     return body
 
 
-# A macro is given per field, and for the parameter naming the original of a reversal.
-MACRO_KEYS = (*PROFILE_FIELDS, "reverses")
+# A macro is given per field, for the parameter naming the original of a reversal, and for the
+# signature of a scheme whose platform fills it from a macro of the URL we give it (CPX's
+# {secure_hash}; the other platforms append theirs).
+MACRO_KEYS = (*PROFILE_FIELDS, "reverses", "signature")
 
 
 def check_macros(value: Any, fail: Fail, prefix: str) -> dict[str, str]:
