@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus
 
-from receiver.contract.profiles import PartnerProfile
+from receiver.contract.profiles import SIGNATURE_PARAMS, PartnerProfile
 
 # The request headers a scheme reads (lower-case), taken from the WSGI environ by the app.
 SIGNATURE_HEADERS = ("x-ayetstudios-security-hash",)
@@ -55,16 +55,6 @@ def _field(profile: PartnerProfile, params: Mapping[str, Any], name: str) -> str
 def _same(expected: str, given: str) -> bool:
     """Hex digests compared in constant time, whatever the case the sender wrote."""
     return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("utf-8", "replace"))
-
-
-# The query parameter each scheme's platform sends its signature in, first present wins (ayeT
-# signs in a header).
-SIGNATURE_PARAMS: dict[str, tuple[str, ...]] = {
-    "tapjoy": ("verifier",),
-    "ironsource": ("signature",),
-    "bitlabs": ("hash",),
-    "cpx": ("hash", "secure_hash"),
-}
 
 
 def _signature_param(scheme: str, params: Mapping[str, Any]) -> str | None:
