@@ -27,26 +27,29 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _load(data: Path):  # noqa: ANN202 (Config, imported lazily)
+def _config_and_partner(args: argparse.Namespace):  # noqa: ANN202 (Config and Partner, imported lazily)
+    """(config, the partner with a profile), or (None, None) after saying why there is none."""
+    from receiver.contract.config import ConfigError
     from receiver.contract.config_file import load_config
-
-    return load_config(DataDir(data).config_path)
-
-
-def _profile_partner(config, partner_id: str):  # noqa: ANN001, ANN202
-    """The partner with a profile, or the message (exit 2) saying why there is none."""
     from receiver.contract.profiles import preset_names
 
-    partner = config.partners.get(partner_id)
+    try:
+        config = load_config(DataDir(args.data).config_path)
+    except ConfigError as exc:
+        _fail(str(exc))
+        return None, None
+    partner = config.partners.get(args.id)
     if partner is None:
         known = ", ".join(sorted(config.partners)) or "none"
-        return None, f"no partner {partner_id!r} in {config.path} (partners: {known})"
+        _fail(f"no partner {args.id!r} in {config.path} (partners: {known})")
+        return None, None
     if partner.profile is None:
-        return None, (f"partner {partner_id!r} has no preset or profile: it posts back in the seed dialects "
-                      "(/api/postback, docs/endpoints.md), which have no URL of their own to paste. Give it "
-                      f"preset = \"NAME\" in {config.path} (presets: {', '.join(preset_names())}), or its own "
-                      "[partners.params] (docs/integrations.md)")
-    return partner, None
+        _fail(f"partner {args.id!r} has no preset or profile: it posts back in the seed dialects "
+              "(/api/postback, docs/endpoints.md), which have no URL of their own to paste. Give it "
+              f"preset = \"NAME\" in {config.path} (presets: {', '.join(preset_names())}), or its own "
+              "[partners.params] (docs/integrations.md)")
+        return None, None
+    return config, partner
 
 
 def plain_api_key(config_path: Path, partner_id: str) -> str | None:
@@ -61,16 +64,11 @@ def plain_api_key(config_path: Path, partner_id: str) -> str | None:
 
 
 def _url(args: argparse.Namespace) -> int:
-    from receiver.contract.config import ConfigError
     from receiver.contract.profiles import macro_params, postback_url
 
-    try:
-        config = _load(args.data)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    partner, problem = _profile_partner(config, args.id)
-    if problem:
-        return _fail(problem)
+    config, partner = _config_and_partner(args)
+    if partner is None:
+        return 2
     profile = partner.profile
     key = plain_api_key(DataDir(args.data).config_path, partner.id)
     if key is None:
@@ -88,17 +86,12 @@ def _url(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
-    from receiver.contract.config import ConfigError
     from receiver.contract.timeutil import utc_now
     from receiver.profile_check import read_sample
 
-    try:
-        config = _load(args.data)
-    except ConfigError as exc:
-        return _fail(str(exc))
-    partner, problem = _profile_partner(config, args.id)
-    if problem:
-        return _fail(problem)
+    config, partner = _config_and_partner(args)
+    if partner is None:
+        return 2
     if "?" not in args.url:
         return _fail(f"{args.url!r} has no query: give the whole postback URL the platform sent or would send, "
                      "e.g. 'https://rx.example/postback/KEY?subid=...&payout=...'")
