@@ -342,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     from clickledger import pipeline_cli
 
     pipeline_cli.register(sub)
+    from clickledger import partner_cli
+
+    partner_cli.register(sub)
     return parser
 
 
