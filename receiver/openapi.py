@@ -17,6 +17,7 @@ import orjson
 
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.params import BASE_VOCABULARY, CAMPAIGN_ID, DIALECTS
+from receiver.contract.profiles import preset_names
 
 OPENAPI_PATH = "/openapi.json"
 DOCUMENT_FILE = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
@@ -143,11 +144,11 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
                    "HEAD is answered like the GET, without a body (and recorded like it). " + BODY_DESCRIPTION)
     if "{key}" in route:
         params.append(_param("key", "path", "the partner's api key (seed 001)", required=True))
-        description += (" For a partner with a profile in config.toml (a preset such as keitaro, tapjoy, "
-                        "ironsource, ayet, bitlabs, or its own [partners.params]), this is its own URL: the key "
+        description += (" For a partner with a profile in config.toml (a platform preset: "
+                        f"{', '.join(preset_names())}; or its own [partners.params]), this is its own URL: the key "
                         "chooses the profile, which names the parameters, maps the statuses, checks the "
                         "platform's signature and answers as the platform expects (docs/configuration.md, "
-                        "Partner profiles); the names listed here are the seed 001 dialect's.")
+                        "Partner profiles, and docs/integrations.md); the names listed here are the seed 001 dialect's.")
     operation: dict[str, Any] = {
         "operationId": f"postback_{dialect}_{method}",
         "tags": ["postbacks"],
