@@ -72,11 +72,11 @@ def unmapped_surveys(conversions: pl.DataFrame, config: Config | None) -> pl.Dat
 def unmapped_text(partner_id: str, survey_id: str, config: Config | None) -> str:
     entries = config.survey_entries(partner_id) if config is not None else []
     name = config.path.name if config is not None and config.path is not None else "config.toml"
-    lines = [entry.line for entry in entries if entry.line]
-    where = f"{name} line {lines[-1]}" if lines else name
+    lines = [str(entry.line) for entry in entries if entry.line]
+    where = f"{name} (its entries are at line{'s' if len(lines) > 1 else ''} {', '.join(lines)})" if lines else name
     offers = [o.id for o in config.offers.values() if o.partner == partner_id] if config is not None else []
     campaign = offers[0] if len(offers) == 1 else "<one of: " + ", ".join(offers) + ">" if offers else "<offer id>"
-    return (f"Survey id {survey_id!r} of partner {partner_id!r} maps to no campaign: to map it, add after {where}: "
+    return (f"Survey id {survey_id!r} of partner {partner_id!r} maps to no campaign: to map it, add to {where}: "
             f"[[survey_campaigns]] partner = {_toml(partner_id)}, survey_id = {_toml(survey_id)}, "
             f"campaign_id = {_toml(campaign)} (or a pattern, or default = true for every other id) and run the "
             "pipeline again: history is corrected.")
