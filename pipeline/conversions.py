@@ -38,7 +38,7 @@ from pipeline import fx
 from pipeline.errors import InconsistentEvent
 from pipeline.money import MONEY, mul, percent_of
 from pipeline.schemas import polars_schema
-from pipeline.surveys import survey_id_expr, with_campaigns
+from pipeline.surveys import with_campaigns, with_survey_ids
 from receiver.contract.config import Config
 from receiver.contract.params import UUID_PATTERN
 
@@ -231,9 +231,8 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
                       config: Config | None = None) -> pl.DataFrame:
     """The conversions table (see the module docstring for the rules; survey ids are mapped to
     campaigns with `config`'s [[survey_campaigns]], pipeline.surveys)."""
-    recorded = with_pair_keys(postbacks.filter(pl.col("result") == "recorded")).select(
-        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
-        survey_id_expr(),
+    recorded = with_survey_ids(with_pair_keys(postbacks.filter(pl.col("result") == "recorded"))).select(
+        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent", "survey_id",
         pl.col("currency").alias("pb_currency"), pl.col("partner_id").alias("pb_partner_id"),
         pl.col("offer_id").alias("pb_offer_id"), pl.col("affiliate_id").alias("pb_affiliate_id"),
         pl.col("user_id").alias("pb_user_id"), pl.col("product_id").alias("pb_product_id"),
