@@ -83,6 +83,18 @@ revenue_share = { percent = 70 }    # what the affiliate or user earns: { percen
 click_ttl_hours = 720               # optional: a postback this long after its click is refused
                                     # (click_expired); without it, clicks never expire
 
+# Optional: a partner that names what the user completed by its own survey id (the survey_id
+# or offer_id parameter of its postbacks, seed 001) gets it mapped to one of its offers here,
+# and each conversion carries that offer as campaign_id: by the exact id, else the first
+# pattern that matches, else the partner's default. An id none of its entries maps is kept,
+# counted as any other, and listed in postback_issues as unmapped_survey. The mapping applies
+# when the pipeline runs: fix it here and run `clickledger run` again to correct history.
+# [[survey_campaigns]]
+# partner = "advertiser1"           # the partner whose survey ids these are
+# survey_id = "1001"                # the exact id; or pattern = "UK-*" (a glob: * ? [...]),
+#                                   # or default = true (every id no other entry maps)
+# campaign_id = "offer1"            # one of this partner's offers
+
 # A tracking link: one per offer and affiliate. Visitors open <public_url>/t/<slug>.
 [[links]]
 slug = "offer1-affiliate1"          # letters, digits and . _ ~ - only

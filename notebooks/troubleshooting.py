@@ -142,7 +142,8 @@ def _(picker, wh):
         mo.md("**The conversion it produced**"),
         mo.ui.table(display_times(display_money(story.conversions.select(
             "transaction_id", "converted_at", "status", "status_history", "counts", "not_counted_reason",
-            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates"))), selection=None,
+            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates", "survey_id",
+            "campaign_id"))), selection=None,
             show_column_summaries=False)
         if story.conversions.height else mo.md("_None: no postback for it was recorded._"),
         mo.md("**Its postback issues**"),

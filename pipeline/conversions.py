@@ -38,6 +38,8 @@ from pipeline import fx
 from pipeline.errors import InconsistentEvent
 from pipeline.money import MONEY, mul, percent_of
 from pipeline.schemas import polars_schema
+from pipeline.surveys import with_campaigns, with_survey_ids
+from receiver.contract.config import Config
 from receiver.contract.params import UUID_PATTERN
 
 KEY = ["click_id", "transaction_id"]
@@ -225,10 +227,12 @@ def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> 
 
 
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
-                      base_currency: str, history: PairHistory | None = None) -> pl.DataFrame:
-    """The conversions table (see the module docstring for the rules)."""
-    recorded = with_pair_keys(postbacks.filter(pl.col("result") == "recorded")).select(
-        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
+                      base_currency: str, history: PairHistory | None = None,
+                      config: Config | None = None) -> pl.DataFrame:
+    """The conversions table (see the module docstring for the rules; survey ids are mapped to
+    campaigns with `config`'s [[survey_campaigns]], pipeline.surveys)."""
+    recorded = with_survey_ids(with_pair_keys(postbacks.filter(pl.col("result") == "recorded"))).select(
+        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent", "survey_id",
         pl.col("currency").alias("pb_currency"), pl.col("partner_id").alias("pb_partner_id"),
         pl.col("offer_id").alias("pb_offer_id"), pl.col("affiliate_id").alias("pb_affiliate_id"),
         pl.col("user_id").alias("pb_user_id"), pl.col("product_id").alias("pb_product_id"),
@@ -253,6 +257,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
         pl.coalesce("commission_sent", pl.col("commission") > 0).alias("commission_sent"),
         pl.col("converted_at").dt.date().alias("day"),
     )
+    conv = with_campaigns(conv, config)
     conv = fx.attach_rate(conv, day="day", currency="currency", rates=rates, base_currency=base_currency,
                           rate_col="fx_rate", date_col="fx_date")
     payout_source = (pl.when(pl.col("commission_sent")).then(pl.lit("commission"))

@@ -21,7 +21,11 @@ Sources:
   counted), or a seed dialect's value outside the seed vocabulary (counted as rejected, seed
   003). The detail names the value and the config.toml line that would map it. It takes the
   place of a duplicate's `duplicate`, `status_is_final` or `status_change_not_allowed`; a
-  conflicting duplicate and a counting reason keep theirs.
+  conflicting duplicate and a counting reason keep theirs;
+- recorded conversions whose survey id the partner's [[survey_campaigns]] map to no campaign
+  (`unmapped_survey`, pipeline.surveys): kept and counted as any other; the detail gives the
+  config lines that would map it. A conversion already listed for another reason keeps that
+  reason, and the survey's sentence is added to its detail.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ import polars as pl
 from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
+from pipeline.surveys import unmapped_surveys
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.config import Config
 from receiver.contract.params import STATUS_MAP, click_id_shape
@@ -97,6 +102,7 @@ AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "si
 COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
 DUPLICATE_REASONS = ("duplicate", "conflicting_duplicate", "status_is_final", "status_change_not_allowed")
 UNKNOWN_STATUS = "unknown_status"
+UNMAPPED_SURVEY = "unmapped_survey"
 # The reasons an unknown status takes the place of: they say only that the status did not move.
 UNKNOWN_REPLACES = ("duplicate", "status_is_final", "status_change_not_allowed")
 # A postback record with neither a result nor an error (postbacks.result says "unanswered").
@@ -117,7 +123,7 @@ def reasons_for_code(code: str) -> tuple[str, ...]:
 REASONS: tuple[str, ...] = tuple(dict.fromkeys([
     *CLICK_ID_REASONS.values(),
     *(reason for code in HTTP_STATUS for reason in reasons_for_code(code)),
-    *DUPLICATE_REASONS, *COUNTING_REASONS, UNKNOWN_STATUS, "test_postback", UNANSWERED,
+    *DUPLICATE_REASONS, *COUNTING_REASONS, UNKNOWN_STATUS, UNMAPPED_SURVEY, "test_postback", UNANSWERED,
 ]))
 
 DETAILS = {
@@ -135,6 +141,8 @@ DETAILS = {
                                    "conversion is recorded.",
     UNKNOWN_STATUS: "A status value the partner's mapping does not know: a profile partner's conversion with it "
                     "does not count; a seed dialect counts it as rejected (seed 003).",
+    UNMAPPED_SURVEY: "Recorded with a survey id (survey_id or offer_id) that the partner's [[survey_campaigns]] "
+                     "map to no campaign: the conversion is kept and counts as any other, with no campaign_id.",
     "key_of_another_partner": "The api key belongs to another partner than the one owning the click's offer.",
     "wrong_api_key": "The api key belongs to no partner (wrong, or regenerated).",
     "missing_api_key": "No api key was sent (api_key parameter, X-API-Key header, or in the path).",
@@ -338,9 +346,20 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
                                   on="event_id", how="inner").with_columns(
         pl.lit(UNKNOWN_STATUS).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
         pl.col("unknown_detail").alias("own_detail"))
+    # An unmapped survey id gets a row of its own, or a sentence in the row its conversion already has.
+    unmapped = unmapped_surveys(conversions, config)
+    with_reason = pl.concat([listed.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
+                             unknown_rows.select(*base_cols, "reason", "nearest_click_id", "own_detail")])
+    with_reason = with_reason.join(unmapped, on="event_id", how="left").with_columns(
+        pl.concat_str("own_detail", "unmapped_detail", separator=" ", ignore_nulls=True)
+        .replace("", None).alias("own_detail")).drop("unmapped_detail")
+    unmapped_rows = postbacks.join(unmapped.join(with_reason.select("event_id"), on="event_id", how="anti"),
+                                   on="event_id", how="inner").with_columns(
+        pl.lit(UNMAPPED_SURVEY).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+        pl.col("unmapped_detail").alias("own_detail"))
     from_postbacks = pl.concat([
-        listed.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
-        unknown_rows.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
+        with_reason,
+        unmapped_rows.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
     ]).join(events.select("event_id", "kind", "path", "remote_addr", "forwarded_for"), on="event_id", how="left")
     from_postbacks = from_postbacks.with_columns(
         pl.when(pl.col("reason").is_in(AUTH_REASONS)).then(sender_text()).otherwise(pl.col("own_detail"))
@@ -400,6 +419,12 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "The partner sends a status value its [partners.statuses] mapping does not list (e.g. Keitaro's sale)",
      "Add the value to approved, pending or rejected in the partner's [partners.statuses] (the detail names the "
      "config.toml line) and run the pipeline again: the log keeps the raw status, so history is corrected"),
+    (UNMAPPED_SURVEY, "A conversion shows survey_id but no campaign_id (campaign_match unmapped)",
+     "The partner sent a survey id (survey_id or offer_id) that none of its [[survey_campaigns]] entries maps: "
+     "a new survey, or an id outside the patterns",
+     "Add a [[survey_campaigns]] entry with the partner, the survey_id (or a pattern) and our offer as "
+     "campaign_id, or default = true for the partner (the detail gives the config.toml line and the entry), "
+     "and run the pipeline again: history is corrected"),
     ("click_expired", "Postback answers click_expired",
      "The conversion came after the offer's click lifetime (click_ttl_hours)",
      "Send postbacks within the click lifetime, or ask us to extend it for this offer"),

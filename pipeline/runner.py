@@ -152,7 +152,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
                                                               config))
     history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
     conversions = schemas.validate(
-        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
+        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history, config))
     recorded = postbacks.filter(pl.col("result") == "recorded").height
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")

@@ -157,6 +157,15 @@ class Conversions(_Base):
     user_id: str = pa.Field(nullable=True)
     product_id: str = pa.Field(nullable=True)
     click_source: str = pa.Field(nullable=True, description="link | earn")
+    survey_id: str = pa.Field(nullable=True, description="the partner's survey id as sent: a profile's survey_id, "
+                              "else the survey_id parameter, else a profile's offer_id, else the offer_id "
+                              "parameter (seed 001); null when none was sent")
+    campaign_id: str = pa.Field(nullable=True, description="our offer (campaign) the survey id maps to by the "
+                                "partner's [[survey_campaigns]] at this run; null when unmapped or no survey id")
+    campaign_match: str = pa.Field(nullable=True, isin=["exact", "pattern", "default", "unmapped"],
+                                   description="how survey_id mapped: exact, pattern, default, or unmapped "
+                                   "(postback_issues: unmapped_survey); null when the partner maps no survey "
+                                   "ids or none was sent")
     clicked_at: UtcTime = pa.Field(nullable=True, description="UTC; null when the click is unknown")
     expires_at: UtcTime = pa.Field(nullable=True, description="click expiry, UTC; null = never")
     dialect: str = pa.Field(nullable=True)

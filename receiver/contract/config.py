@@ -11,6 +11,7 @@ import hmac
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -103,6 +104,28 @@ class User:
 
 
 @dataclass(frozen=True)
+class SurveyCampaign:
+    """One [[survey_campaigns]] entry: a partner's survey ids mapped to one of our offers (a campaign).
+
+    Exactly one of `survey_id` (an exact id), `pattern` (a case-sensitive glob: * ? [...]) and
+    `default` (the partner's campaign for any other survey id) is set.
+    """
+
+    partner: str
+    campaign_id: str
+    survey_id: str | None = None
+    pattern: str | None = None
+    default: bool = False
+    # where the entry stands in config.toml (for the advice on an unmapped survey id)
+    line: int | None = field(default=None, compare=False)
+
+    @property
+    def match(self) -> str:
+        """How it matches: `exact`, `pattern` or `default` (conversions.campaign_match)."""
+        return "exact" if self.survey_id is not None else "pattern" if self.pattern is not None else "default"
+
+
+@dataclass(frozen=True)
 class Config:
     base_currency: str = DEFAULT_CURRENCY
     homepage: str = DEFAULT_HOMEPAGE
@@ -114,6 +137,7 @@ class Config:
     users: dict[str, User] = field(default_factory=dict)
     path: Path | None = None
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    survey_campaigns: tuple[SurveyCampaign, ...] = ()
 
     def __post_init__(self) -> None:
         # Lookup tables derived once per load, never per request.
@@ -121,6 +145,26 @@ class Config:
         by_token = {u.token: u for u in self.users.values()}
         object.__setattr__(self, "_partners_by_key_digest", by_digest)
         object.__setattr__(self, "_users_by_token", by_token)
+        surveys: dict[str, list[SurveyCampaign]] = {}
+        for entry in self.survey_campaigns:
+            surveys.setdefault(entry.partner, []).append(entry)
+        object.__setattr__(self, "_survey_campaigns_by_partner", surveys)
+
+    def survey_entries(self, partner_id: str | None) -> list[SurveyCampaign]:
+        """The partner's [[survey_campaigns]] entries, in file order (none: it maps no survey ids)."""
+        return self._survey_campaigns_by_partner.get(partner_id or "", [])  # type: ignore[attr-defined]
+
+    def campaign_for(self, partner_id: str | None, survey_id: str) -> SurveyCampaign | None:
+        """The entry mapping this partner's survey id: its exact id, else the first pattern (in file
+        order) that matches, else its default; None when the partner has none of them."""
+        entries = self.survey_entries(partner_id)
+        for entry in entries:
+            if entry.survey_id == survey_id:
+                return entry
+        for entry in entries:
+            if entry.pattern is not None and fnmatchcase(survey_id, entry.pattern):
+                return entry
+        return next((entry for entry in entries if entry.default), None)
 
     def partner_for_key(self, key: str) -> Partner | None:
         """The partner owning this api key, compared in constant time."""

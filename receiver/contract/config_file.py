@@ -32,6 +32,7 @@ from receiver.contract.config import (
     Partner,
     Product,
     RevenueShare,
+    SurveyCampaign,
     User,
 )
 from receiver.contract.profiles import PROFILE_KEYS, resolve_profile
@@ -39,7 +40,7 @@ from receiver.contract.toml_lines import TomlLocator
 
 # The keys a config file may hold: at the top, and in each [[table]] (required, optional).
 TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "partners", "offers",
-             "links", "products", "users"}
+             "links", "products", "users", "survey_campaigns"}
 TABLE_KEYS = {
     "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates",
                           "allowed_ips", "signing_secret", "signing_secret_env", *PROFILE_KEYS}),
@@ -47,7 +48,13 @@ TABLE_KEYS = {
     "links": ({"slug", "offer", "affiliate"}, set()),
     "products": ({"id", "offer", "task_url"}, {"click_ttl_hours"}),
     "users": ({"id", "token"}, set()),
+    "survey_campaigns": ({"partner", "campaign_id"}, {"survey_id", "pattern", "default"}),
 }
+# The key each table's entries are told apart by (duplicates refused); survey_campaigns are
+# checked by what they match (_survey_campaigns).
+ID_KEYS = {"links": "slug", "survey_campaigns": None}
+SURVEY_MATCH_KEYS = ("survey_id", "pattern", "default")
+GLOB_CHARS = "*?["
 
 
 def _require_url(value: Any, what: str, fail) -> str:
@@ -160,9 +167,9 @@ def parse_config(text: str, path: Path | None = None) -> Config:
                     not isinstance(value, str) or not value.strip()
                 ):
                     fail_at(f"{key} must be a non-empty string", name, i, key)
-        id_key = "slug" if name == "links" else "id"
+        id_key = ID_KEYS.get(name, "id")
         seen: dict[str, int] = {}
-        for i, entry in enumerate(entries):
+        for i, entry in enumerate(entries if id_key else []):
             ident = entry[id_key]
             if ident in seen:
                 fail_at(f"duplicate {name[:-1]} {id_key} {ident!r} (first defined in entry {seen[ident] + 1})",
@@ -265,8 +272,60 @@ def parse_config(text: str, path: Path | None = None) -> Config:
         tokens.add(e["token"])
         users[e["id"]] = User(e["id"], e["token"])
 
+    survey_campaigns = _survey_campaigns(tables["survey_campaigns"], partners, offers, fail_at, locate)
     return Config(base_currency, homepage, public_url, partners, offers, links, products, users,
-                  path, trusted_proxies)
+                  path, trusted_proxies, survey_campaigns)
+
+
+def _survey_campaigns(entries: list[dict[str, Any]], partners: dict[str, Partner], offers: dict[str, Offer],
+                      fail_at, locate: TomlLocator) -> tuple[SurveyCampaign, ...]:
+    """[[survey_campaigns]]: each entry maps one partner's survey ids to one of its offers, by an exact
+    `survey_id`, a glob `pattern` or `default = true`; an id, a pattern or a default given twice for a
+    partner is refused (which would win could not be seen in the file)."""
+    out: list[SurveyCampaign] = []
+    seen: dict[tuple[str, str, str], int] = {}
+    for i, e in enumerate(entries):
+        def fail(message: str, key: str | None = None, i: int = i, e: dict[str, Any] = e) -> None:
+            fail_at(f"[[survey_campaigns]] entry {i + 1} (partner {e['partner']!r}): {message}",
+                    "survey_campaigns", i, key)
+
+        if e["partner"] not in partners:
+            fail(f"partner {e['partner']!r} is not defined", "partner")
+        given = [key for key in SURVEY_MATCH_KEYS if key in e]
+        if len(given) != 1:
+            fail("give exactly one of survey_id = \"...\" (an exact id), pattern = \"...\" (a glob such as "
+                 f"\"UK-*\") or default = true, got {' and '.join(given) or 'none of them'}", given[1] if len(given) > 1
+                 else None)
+        match_key = given[0]
+        value = e[match_key]
+        if match_key == "default":
+            if value is not True:
+                fail("default must be true (leave it out for an entry that is not the default)", "default")
+            value = ""
+        elif match_key == "survey_id" and isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)  # survey_id = 1001 is the id "1001", as partners send it
+        elif not isinstance(value, str) or not value.strip():
+            fail(f"{match_key} must be a non-empty string, got {value!r}", match_key)
+        if match_key == "pattern" and not any(c in value for c in GLOB_CHARS):
+            fail(f"pattern {value!r} has no wildcard (* ? [...]): give an exact id as survey_id", "pattern")
+        campaign = e["campaign_id"]
+        if not isinstance(campaign, str) or campaign not in offers:
+            fail(f"campaign_id {campaign!r} is not an offer defined in [[offers]]", "campaign_id")
+        if offers[campaign].partner != e["partner"]:
+            fail(f"campaign_id {campaign!r} is an offer of partner {offers[campaign].partner!r}, not of "
+                 f"{e['partner']!r}", "campaign_id")
+        key = (e["partner"], match_key, value)
+        if key in seen:
+            what = "a default" if match_key == "default" else f"{match_key} {value!r}"
+            fail(f"{what} is already mapped for this partner by entry {seen[key] + 1}", match_key)
+        seen[key] = i
+        out.append(SurveyCampaign(
+            e["partner"], campaign,
+            survey_id=value if match_key == "survey_id" else None,
+            pattern=value if match_key == "pattern" else None,
+            default=match_key == "default",
+            line=locate.line_of("survey_campaigns", i)))
+    return tuple(out)
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:

@@ -1,7 +1,7 @@
 """The data directory: the one place that knows where everything under DATA lives.
 
     DATA/
-      config.toml            partners, offers, links, products, users (people edit it)
+      config.toml            partners, offers, links, products, users, survey campaigns (people edit it)
       fx_rates.csv           date,currency,rate (people edit it)
       log/                   the append-only event log: segment-NNNNNNNN.ndjson, compressed to
                              segment-NNNNNNNN.ndjson.zst once sealed (the source of truth)

@@ -11,7 +11,7 @@ says so.
 Partner profiles (issue 12) added a record member and postbacks columns, and the traffic of
 a profile partner: the seed dialects' traffic alone (profiles=False) still gives the same log,
 once each record is written without the added member, and the same tables without the added
-columns.
+columns. The survey mapping (issue 14) added three conversions columns, dropped here likewise.
 """
 
 from __future__ import annotations
@@ -30,7 +30,9 @@ from tests.support.traffic import FX_RATES, send_every_kind
 ADDED_COLUMNS = {"postbacks": ["client_ip", "signature_present",  # new with the contract
                                # new with partner profiles
                                "preset", "reversal", "reversal_transaction_id", "reversal_amount",
-                               "sent_user_id", "sent_offer_id", "survey_id"]}
+                               "sent_user_id", "sent_offer_id", "survey_id"],
+                 # new with the survey mapping (issue 14)
+                 "conversions": ["survey_id", "campaign_id", "campaign_match"]}
 ADDED_MEMBERS = ("answer_body",)  # new with partner profiles: null in every record of this traffic
 
 BEFORE = {

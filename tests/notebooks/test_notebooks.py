@@ -236,6 +236,7 @@ def test_troubleshooting_story_of_a_searched_click(demo_data: Path) -> None:
     kinds = story.requests["kind"].to_list()
     assert kinds[0] == "click" and "postback" in kinds
     assert "We never issued" not in text
+    assert "survey_id" in text and "campaign_id" in text  # the conversion shows the campaign its survey id maps to (issue 14)
 
 
 def test_troubleshooting_shows_api_keys_cut(demo_data: Path) -> None:
