@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,6 +101,10 @@ class SegmentWriter:
         # Called (in the writing thread, so it must return at once) with each segment closed by
         # rotation: it will never be appended to again, so derived caches of it can be built.
         self._on_sealed = on_sealed
+        # Called by each batch's leader after its records are durable, with (records, seconds
+        # of the fdatasync): the receiver's /metrics histograms. It must return at once.
+        self.on_batch: Callable[[int, float], None] | None = None
+        self._last_sync_seconds = 0.0
         writer_lock = try_lock(self.log_dir / WRITER_LOCK_FILE)
         if writer_lock is None:
             raise LogLockedError(f"{self.log_dir} is being written by another clickledger process")
@@ -170,7 +175,9 @@ class SegmentWriter:
             while view:
                 written = self._write(self._fd, view)
                 view = view[written:]
+            started = time.perf_counter()
             self._fsync(self._fd)
+            self._last_sync_seconds = time.perf_counter() - started
         except OSError:
             self._abandon_segment(good_size)
             raise
@@ -225,6 +232,10 @@ class SegmentWriter:
         except BaseException as exc:  # never leave followers waiting forever
             error = LogWriteError(f"could not write the log: {exc!r}", path=self.log_dir)
         self.last_error = error
+        on_batch = self.on_batch
+        if error is None and on_batch is not None:
+            with contextlib.suppress(Exception):  # a metrics hook must never fail a durable write
+                on_batch(len(lines), self._last_sync_seconds)
         for waiter in waiters:
             waiter.error = error
             if waiter is not me:

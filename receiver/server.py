@@ -67,9 +67,10 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: in
     server = create_server(app, host=host, port=port, _dispatcher=dispatcher, **waitress_options(threads))
     install_http_errors(server, app.receiver)  # what waitress refuses itself is logged too
     receiver = app.receiver
-    guard(server, limits or ConnectionLimits(),
-          # a proxy's clients all share its address: the per-address cap never counts it
-          exempt=lambda address: in_networks(parse_address(address), receiver.config.trusted_proxies))
+    guard_counts = guard(server, limits or ConnectionLimits(),
+                         # a proxy's clients all share its address: the per-address cap never counts it
+                         exempt=lambda address: in_networks(parse_address(address), receiver.config.trusted_proxies))
+    receiver.metrics.attach_server(server, guard_counts)  # open connections, slow ones closed: /metrics
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt
