@@ -23,7 +23,7 @@ from clickledger.demo import DEMO_CONFIG, free_port
 from tests.support.live_server import LiveServer, start_live_server, stop_live_server
 from tests.support.proxy import (
     Nginx,
-    nginx_binary,
+    missing_tools,
     self_signed_certificate,
     start_nginx,
     stop_nginx,
@@ -63,10 +63,11 @@ def proxied_config(public_url: str) -> str:
 
 @pytest.fixture(scope="module")
 def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Nginx, LiveServer, ssl.SSLContext]]:
-    if nginx_binary() is None:
+    missing = missing_tools()
+    if missing:
         if os.environ.get("CI"):
-            pytest.fail("CI must have nginx: .ci/run installs Debian's nginx package")
-        pytest.skip("no nginx binary on this machine (apt-get install nginx): the deployment test needs it")
+            pytest.fail(f"CI must test the deployment ({missing}): .ci/run installs Debian's nginx and openssl")
+        pytest.skip(f"{missing}: the deployment test needs them")
     root = tmp_path_factory.mktemp("deployment")
     cert, key = self_signed_certificate(root / "tls")
     proxy_port = free_port()

@@ -26,6 +26,12 @@ def nginx_binary() -> str | None:
     return shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if Path(p).is_file()), None)
 
 
+def missing_tools() -> str | None:
+    """Why the proxy cannot be tested here (no nginx, or no openssl for its certificate), or None."""
+    missing = [name for name, found in (("nginx", nginx_binary()), ("openssl", shutil.which("openssl"))) if not found]
+    return f"no {' and no '.join(missing)} on this machine (apt-get install nginx openssl)" if missing else None
+
+
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
     """(certificate, key) for CN=localhost, valid one day, made with `openssl req -x509`."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -78,20 +84,29 @@ def rewritten_config(folder: Path, listen_port: int, upstream_port: int, cert: P
     return text
 
 
-def start_nginx(folder: Path, listen_port: int, upstream_port: int, cert: Path, key: Path,
-                timeout: float = 15.0) -> Nginx:
-    """nginx from the shipped config, in the foreground, listening on 127.0.0.1:`listen_port`."""
+def prepare_nginx(folder: Path, listen_port: int, upstream_port: int, cert: Path, key: Path) -> Path:
+    """Write the rewritten config in `folder` (with its log and temporary folders) and check it
+    with `nginx -t`; its path. Raises RuntimeError with nginx's message when nginx refuses it."""
     binary = nginx_binary()
     if binary is None:
         raise RuntimeError("no nginx binary (apt-get install nginx)")
     (folder / "logs").mkdir(parents=True, exist_ok=True)
-    (folder / "temp").mkdir(parents=True, exist_ok=True)
+    for name in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        (folder / "temp" / name).mkdir(parents=True, exist_ok=True)
     conf = folder / "nginx.conf"
     conf.write_text(rewritten_config(folder, listen_port, upstream_port, cert, key), encoding="utf-8")
     check = subprocess.run([binary, "-t", "-p", str(folder), "-c", str(conf), "-e", str(folder / "logs" / "error.log")],
                            capture_output=True, text=True)
     if check.returncode != 0:
         raise RuntimeError(f"nginx -t refused the rewritten config: {check.stderr}")
+    return conf
+
+
+def start_nginx(folder: Path, listen_port: int, upstream_port: int, cert: Path, key: Path,
+                timeout: float = 15.0) -> Nginx:
+    """nginx from the shipped config, in the foreground, listening on 127.0.0.1:`listen_port`."""
+    conf = prepare_nginx(folder, listen_port, upstream_port, cert, key)
+    binary = nginx_binary() or "nginx"  # prepare_nginx found it
     with open(folder / "logs" / "stderr.log", "wb") as stderr:  # a file, never an unread pipe
         proc = subprocess.Popen([binary, "-p", str(folder), "-c", str(conf), "-e", str(folder / "logs" / "error.log"),
                                  "-g", "daemon off;"], stdout=subprocess.DEVNULL, stderr=stderr)
