@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -20,7 +22,7 @@ import pytest
 import requests
 from waitress.server import create_server
 
-from clickledger.demo import write_demo_config
+from clickledger.demo import free_port, stop_receiver, wait_healthy, write_demo_config
 from receiver.app import Receiver, Settings, create_app
 from receiver.connections import ConnectionLimits, GuardCounts, guard
 from receiver.contract.framing import iter_log
@@ -209,3 +211,34 @@ def test_300_trickling_connections_do_not_starve_postbacks(tmp_path: Path) -> No
         assert statuses == {200}, statuses
     finally:
         stop_live_server(live)
+
+
+def test_serve_takes_the_limits_from_its_command_line(tmp_path: Path) -> None:
+    write_demo_config(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path), "--port", str(port),
+         "--threads", "2", "--head-timeout", "1", "--max-connections-per-address", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", proc=proc)
+        first, second, third = (connect(port, "127.0.0.2") for _ in range(3))
+        with first, second, third:
+            assert closed_by_server(third, 1.0)  # past the cap of 2
+            assert not closed_by_server(first, 0.3)
+            assert closed_by_server(first, 3.5)  # the 1 s head deadline
+    finally:
+        stop_receiver(proc)
+
+
+@pytest.mark.parametrize("option, value, message", [
+    ("--head-timeout", "0", "not a positive number of seconds"),
+    ("--head-timeout", "soon", "not a positive number of seconds"),
+    ("--max-connections-per-address", "0", "not a whole number of at least 1"),
+])
+def test_serve_refuses_nonsense_limits(tmp_path: Path, option: str, value: str, message: str) -> None:
+    write_demo_config(tmp_path)
+    result = subprocess.run([sys.executable, "-m", "clickledger.cli", "serve", "--data", str(tmp_path),
+                             option, value], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stderr
