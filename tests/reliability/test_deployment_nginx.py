@@ -11,7 +11,9 @@ installed, and never in CI (.ci/run installs Debian's nginx).
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -156,6 +158,22 @@ def test_metrics_are_not_served_through_the_proxy(deployment) -> None:
     assert not any(r["path"] == "/metrics" for r in live.records())
 
 
+def test_a_body_that_stalls_is_cut_off_by_nginx_and_never_reaches_the_receiver(deployment) -> None:
+    nginx, live, tls = deployment
+    raw = socket.create_connection(("127.0.0.1", nginx.port), timeout=5, source_address=(CLIENT, 0))
+    with tls.wrap_socket(raw, server_hostname="localhost") as sock:
+        sock.sendall(b"POST /api/postback?stalled-body=1 HTTP/1.1\r\nHost: localhost\r\n"
+                     b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\nclick_id=")
+        started = time.monotonic()
+        sock.settimeout(20)
+        with contextlib.suppress(OSError):
+            while sock.recv(4096):  # until nginx closes (its 408, if any, then EOF)
+                pass
+        took = time.monotonic() - started
+    assert 9 <= took < 15, took  # client_body_timeout 10s
+    assert not any("stalled-body" in r["query"] for r in live.records())
+
+
 def test_slowloris_against_the_proxy_does_not_starve_postbacks(deployment) -> None:
     nginx, live, tls = deployment
     click_id = click_through(nginx, tls, "fenced-aff1")
@@ -171,6 +189,7 @@ def test_slowloris_against_the_proxy_does_not_starve_postbacks(deployment) -> No
     print(f"\nslowloris through nginx (TLS), 300 connections at 1 byte/s: {result.summary()}; "
           f"attacking connections opened {attack.opened}, closed by nginx {attack.closed_by_server}")
     assert attack.opened >= 300
+    assert attack.closed_by_server >= 300  # client_header_timeout: each head cut off 10 s after it began
     assert result.failures == 0
     assert {status for _, status in result.samples} == {200}
     assert result.percentile(99) < 1.0, result.summary()

@@ -10,6 +10,8 @@ certificate for localhost with the openssl command.
 from __future__ import annotations
 
 import contextlib
+import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -68,7 +70,9 @@ def rewritten_config(folder: Path, listen_port: int, upstream_port: int, cert: P
     text = NGINX_CONF.read_text(encoding="utf-8")
     logs = folder / "logs"
     for old, new in (
-        ("user www-data;\n", ""),  # the test's own user runs the workers
+        # the test's own user runs the workers, so they can use its temporary folders (as root,
+        # nginx would otherwise run them as nobody; as another user it ignores the directive)
+        ("user www-data;", f"user {pwd.getpwuid(os.geteuid()).pw_name};"),
         ("pid /run/nginx.pid;", f"pid {folder / 'nginx.pid'};"),
         ("error_log /var/log/nginx/error.log warn;", f"error_log {logs / 'error.log'} warn;"),
         ("access_log /var/log/nginx/clickledger.access.log clickledger;",
