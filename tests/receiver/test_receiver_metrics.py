@@ -8,6 +8,7 @@ requests waitress refuses itself.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import socket
 import time
@@ -187,10 +188,15 @@ def test_a_real_server_shows_its_connections_and_what_waitress_refused(tmp_path:
         with socket.create_connection((host, port), timeout=5) as sock:
             sock.sendall(b"GARBAGE\r\n\r\n")
             assert sock.recv(4096).startswith(b"HTTP/1.0 400")
+        with socket.create_connection((host, port), timeout=5) as sock:
+            with contextlib.suppress(OSError):  # the server may answer before reading it all
+                sock.sendall(b"GET /postback?cid=" + b"x" * 70_000 + b" HTTP/1.1\r\n\r\n")
+            assert sock.recv(4096).split(b" ", 2)[1] == b"431"
         time.sleep(0.2)
         samples = parse(requests.get(f"{live}/metrics", timeout=5).text)
         assert value(samples, "clickledger_open_connections") >= 6  # the idle ones and the scrape's
         assert value(samples, "clickledger_requests_total", route="http_error", status="400") == 1
+        assert value(samples, "clickledger_requests_total", route="http_error", status="431") == 1
         assert value(samples, "clickledger_slow_connections_closed_total", reason="head_timeout") == 0
         for sock in idle:
             sock.close()
