@@ -41,6 +41,10 @@ public_url = "http://127.0.0.1:8080"
 # checking a partner's allowed_ips. Addresses or CIDR blocks; without it, none is.
 # trusted_proxies = ["127.0.0.1"]
 
+# Optional: who may read GET /metrics (Prometheus), by address or CIDR block, judged like
+# allowed_ips (through a trusted proxy, the real client). Default: this machine only.
+# metrics_allowed_ips = ["127.0.0.1", "::1"]
+
 # An advertiser (a partner): it sends a postback when a click of one of its offers converts.
 [[partners]]
 id = "advertiser1"                  # your name for it: offers refer to it

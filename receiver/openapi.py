@@ -20,6 +20,7 @@ from receiver.contract.params import BASE_VOCABULARY, CAMPAIGN_ID, DIALECTS
 from receiver.contract.profiles import preset_names
 
 OPENAPI_PATH = "/openapi.json"
+METRICS_PATH = "/metrics"
 DOCUMENT_FILE = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 
 # Codes any route can answer: an unroutable path parameter, a broken request, an oversized
@@ -316,6 +317,19 @@ def other_operations() -> dict[str, Any]:
     for item in operations.values():
         get = item["get"]
         item["head"] = head_of(get, f"{get['operationId']}_head", f"{get['summary']} (HEAD: no body)")
+    operations[METRICS_PATH] = {
+        "get": {
+            "operationId": "metrics",
+            "tags": ["other"],
+            "summary": "Prometheus metrics (text format); only for the config's metrics_allowed_ips "
+                       "(default: this machine); not logged",
+            "responses": {
+                "200": {"description": "the metrics, in the Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "403": _json(_ref("Error"), "ip_not_allowed: this client is not within metrics_allowed_ips"),
+            },
+        }
+    }
     return operations
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -26,6 +27,8 @@ DEFAULT_CURRENCY = "USD"
 DEFAULT_HOMEPAGE = "https://network.example/"
 DEFAULT_PUBLIC_URL = "http://127.0.0.1:8080"
 OFFER_STATUSES = ("active", "paused", "pending")
+# Who may read GET /metrics when the config does not say (metrics_allowed_ips): this machine only.
+DEFAULT_METRICS_ALLOWED_IPS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 POSTBACK_AUTH = ("key", "none")
 
 
@@ -138,6 +141,7 @@ class Config:
     path: Path | None = None
     trusted_proxies: tuple[IPNetwork, ...] = ()
     survey_campaigns: tuple[SurveyCampaign, ...] = ()
+    metrics_allowed_ips: tuple[IPNetwork, ...] = DEFAULT_METRICS_ALLOWED_IPS
 
     def __post_init__(self) -> None:
         # Lookup tables derived once per load, never per request.
@@ -197,6 +201,11 @@ class Config:
             if not in_networks(parse_address(hop), self.trusted_proxies):
                 return hop
         return hops[0] if hops else remote_addr
+
+    def metrics_allowed(self, remote_addr: str | None, forwarded_for: str | None) -> bool:
+        """Whether this client may read GET /metrics: its address (as `client_ip` finds it, so behind
+        a trusted proxy the real client's) is within metrics_allowed_ips."""
+        return in_networks(parse_address(self.client_ip(remote_addr, forwarded_for)), self.metrics_allowed_ips)
 
     @property
     def any_public_partner(self) -> bool:

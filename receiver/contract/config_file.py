@@ -22,6 +22,7 @@ from receiver.contract.config import (
     CURRENCY_RE,
     DEFAULT_CURRENCY,
     DEFAULT_HOMEPAGE,
+    DEFAULT_METRICS_ALLOWED_IPS,
     DEFAULT_PUBLIC_URL,
     OFFER_STATUSES,
     POSTBACK_AUTH,
@@ -39,8 +40,8 @@ from receiver.contract.profiles import PROFILE_KEYS, resolve_profile
 from receiver.contract.toml_lines import TomlLocator
 
 # The keys a config file may hold: at the top, and in each [[table]] (required, optional).
-TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "partners", "offers",
-             "links", "products", "users", "survey_campaigns"}
+TOP_KEYS = {"base_currency", "homepage", "public_url", "trusted_proxies", "metrics_allowed_ips", "partners",
+            "offers", "links", "products", "users", "survey_campaigns"}
 TABLE_KEYS = {
     "partners": ({"id"}, {"api_key", "api_key_sha256", "postback_auth", "status_updates",
                           "allowed_ips", "signing_secret", "signing_secret_env", *PROFILE_KEYS}),
@@ -76,10 +77,10 @@ def _decimal(value: Any, what: str, fail) -> Decimal:
     return number
 
 
-def _networks(value: Any, what: str, fail) -> tuple[IPNetwork, ...]:
+def _networks(value: Any, what: str, fail, may_be_empty: bool = False) -> tuple[IPNetwork, ...]:
     """A list of CIDR blocks or single addresses (IPv4 or IPv6); host bits set are refused."""
-    if not isinstance(value, list) or not value:
-        fail(f"{what} must be a non-empty list of addresses or CIDR blocks, "
+    if not isinstance(value, list) or (not value and not may_be_empty):
+        fail(f"{what} must be a {'' if may_be_empty else 'non-empty '}list of addresses or CIDR blocks, "
              f"e.g. [\"203.0.113.0/24\"]")
     networks = []
     for item in value:
@@ -147,6 +148,10 @@ def parse_config(text: str, path: Path | None = None) -> Config:
     if "trusted_proxies" in raw:
         trusted_proxies = _networks(raw["trusted_proxies"], "trusted_proxies",
                                     lambda m: fail_at(m, None, 0, "trusted_proxies"))
+    metrics_allowed_ips = DEFAULT_METRICS_ALLOWED_IPS
+    if "metrics_allowed_ips" in raw:  # [] is allowed: nobody may read /metrics
+        metrics_allowed_ips = _networks(raw["metrics_allowed_ips"], "metrics_allowed_ips",
+                                        lambda m: fail_at(m, None, 0, "metrics_allowed_ips"), may_be_empty=True)
 
     tables: dict[str, list[dict[str, Any]]] = {}
     for name, (required, optional) in TABLE_KEYS.items():
@@ -274,7 +279,7 @@ def parse_config(text: str, path: Path | None = None) -> Config:
 
     survey_campaigns = _survey_campaigns(tables["survey_campaigns"], partners, offers, fail_at, locate)
     return Config(base_currency, homepage, public_url, partners, offers, links, products, users,
-                  path, trusted_proxies, survey_campaigns)
+                  path, trusted_proxies, survey_campaigns, metrics_allowed_ips)
 
 
 def _survey_campaigns(entries: list[dict[str, Any]], partners: dict[str, Partner], offers: dict[str, Offer],
