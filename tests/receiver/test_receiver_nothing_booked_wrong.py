@@ -18,8 +18,8 @@ import pytest
 
 import pipeline
 from pipeline.sent_issues import money_params, money_words
-from tests.receiver.test_receiver_postbacks import DIALECT_ROUTES, dialect_setup, send
 from tests.support.harness import Harness
+from tests.support.postbacks import DIALECT_ROUTES, dialect_setup, send
 
 PROFILE = "/postback/key-prof"  # partner prof: the keitaro preset (subid, tid, payout, status lead/sale)
 

@@ -21,8 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from receiver.contract.params import BASE_VOCABULARY
-from tests.receiver.test_receiver_http import multipart
 from tests.support.harness import Harness
+from tests.support.postbacks import multipart
 
 CARRIERS = ("query", "form", "json", "text", "text_json", "multipart")
 REPEATING = ("query", "form", "text", "multipart")  # a JSON object cannot repeat a name
