@@ -42,7 +42,7 @@ from pipeline.sent_issues import (
 )
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.config import Config
-from receiver.contract.params import STATUS_MAP, click_id_shape
+from receiver.contract.params import STATUS_MAP, click_id_shape, looks_like_macro
 from receiver.contract.profiles import PROFILE_DIALECT
 
 # Reasons a click id we did not find is told apart into, by its shape (receiver.contract.params.click_id_shape,
@@ -219,6 +219,14 @@ DETAILS = {
     "no_offer_terms": "Recorded, but no revenue share is known for its offer: it does not count.",
     UNANSWERED: "Logged with neither a result nor an error code: the receiver did not say what it did.",
 }
+
+
+def click_id_issue() -> pl.Expr:
+    """postback_issues rows about the click id: missing, unknown, malformed, or an unfilled macro
+    (an unsubstituted_macro row about another field, e.g. a transaction id, is not one)."""
+    macro_id = pl.col("click_id").map_elements(looks_like_macro, return_dtype=pl.Boolean, skip_nulls=True)
+    return (pl.col("reason").is_in([r for r in CLICK_ID_REASONS.values() if r != UNSUBSTITUTED_MACRO])
+            | ((pl.col("reason") == UNSUBSTITUTED_MACRO) & macro_id.fill_null(False)))
 
 
 def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[str, str | None]:

@@ -248,3 +248,18 @@ def test_a_request_the_server_refused_is_listed_with_its_code(harness: Harness) 
     assert (row["reason"], row["error"], row["http_status"]) == ("invalid_request_line", "invalid_request_line", 400)
     assert row["partner_id"] == "alpha"  # found by its click id: support sees whose integration it is
     assert row["detail"].startswith("Refused by the HTTP server") and "The server said: " in row["detail"]
+
+
+def test_only_a_click_id_macro_counts_as_a_click_id_issue(harness: Harness) -> None:
+    """The troubleshooting notebook's "click id missing or unknown" counts click ids, not a
+    transaction id's macro (pipeline.issues.click_id_issue)."""
+    from pipeline.issues import click_id_issue
+
+    click = harness.link_click("prof-1")
+    harness.get(PROFILE, params={"subid": "{subid}", "tid": "m-3"})  # the click id: refused
+    harness.get(PROFILE, params={"subid": click, "tid": "{tid}", "payout": "1"})  # recorded, listed
+    harness.get("/api/postback", params={"api_key": "key-alpha", "click_id": "[cid]"})  # a seed's click_not_found
+    harness.get("/api/postback", params={"api_key": "key-alpha"})  # no click id at all
+    table = issues(harness)
+    assert table.filter(pl.col("reason") == "unsubstituted_macro").height == 3
+    assert table.filter(click_id_issue())["click_id"].to_list() == ["{subid}", "[cid]", None]
