@@ -8,7 +8,7 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from pipeline.issues import with_advice
+    from pipeline.issues import click_id_issue, with_advice
     from pipeline.notebook_support import (
         cli_arg,
         default_data_dir,
@@ -52,8 +52,7 @@ def _(data_input, run_button):
 
 @app.cell
 def _(issues, wh):
-    _unknown = issues.filter(pl.col("reason").is_in(
-        ["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])).height
+    _unknown = issues.filter(click_id_issue()).height
     mo.hstack([
         mo.stat(f"{wh.postbacks.height:,}", label="Postbacks received", bordered=True),
         mo.stat(f"{issues.height:,}", label="Postback issues", bordered=True,

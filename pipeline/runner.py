@@ -26,7 +26,7 @@ from pipeline.earnings import build_earnings
 from pipeline.errors import PipelineConfigError, PipelineConsistencyError, PipelineError
 from pipeline.events import build_clicks, build_postbacks
 from pipeline.fx import read_fx_rates
-from pipeline.issues import build_issues
+from pipeline.issues import ISSUE_EVENT_COLUMNS, ISSUE_KINDS, build_issues
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
 from pipeline.wallet import CreditReport, build_wallet_tables, credit_batch
 from pipeline.warehouse import Warehouse, write_tables
@@ -119,7 +119,7 @@ def _postback_columns() -> list[str]:
 
 def _issue_columns() -> list[str]:
     wanted = {*schemas.polars_schema("postback_issues"), "event_id", "kind", "path", "remote_addr", "forwarded_for",
-              "partner_id", "key_partner_id", "result", "error", "click_id", "seq"}
+              "partner_id", "key_partner_id", "result", "error", "click_id", "seq", *ISSUE_EVENT_COLUMNS}
     return [c for c in STAGED_SCHEMA if c in wanted]
 
 
@@ -157,7 +157,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
     earnings = schemas.validate("earnings", build_earnings(conversions))
-    issue_events = staged.select(_issue_columns(), ("postback", "unrouted"))
+    issue_events = staged.select(_issue_columns(), ISSUE_KINDS)
     issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history,
                                                               config))
     del issue_events

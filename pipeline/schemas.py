@@ -201,10 +201,13 @@ class Earnings(_Base):
 
 
 class PostbackIssues(_Base):
-    event_id: str = pa.Field(unique=True)
+    event_id: str = pa.Field(description="log record of the request (one row per issue: a request may have "
+                             "several, e.g. an amount_not_recognised and a repeated_parameter)")
     seq: int = pa.Field()
     received_at: UtcTime = pa.Field(description="UTC, microseconds")
-    kind: str = pa.Field(isin=["postback", "unrouted"])
+    kind: str = pa.Field(isin=["postback", "unrouted", "http_error"],
+                         description="postback, unrouted (a wrong path), or http_error (refused by the HTTP "
+                                     "server before any route)")
     route: str = pa.Field(nullable=True)
     path: str = pa.Field(nullable=True)
     method: str = pa.Field(nullable=True)
@@ -224,6 +227,9 @@ class PostbackIssues(_Base):
     reason: str = pa.Field(description="what support can act on (see docs/pipeline.md, postback_issues)")
     nearest_click_id: str = pa.Field(nullable=True, description="a known click id close to the one sent")
     detail: str = pa.Field(description="one sentence for support")
+
+    class Config:
+        unique = ["event_id", "reason"]
 
 
 class WalletCredits(_Base):

@@ -65,8 +65,9 @@ from receiver.contract.profiles import PROFILE_DIALECT
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 5  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
-# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them
+STAGING_VERSION = 6  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
+# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them;
+# 6: repeated_params and the unsubstituted macro of a refusal (macro_field, macro_param, macro)
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")

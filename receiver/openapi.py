@@ -52,6 +52,7 @@ POSTBACK_CODES = (
     "click_not_found",
     "click_expired",
     "reversal_original_not_found",
+    "unsubstituted_macro",
     "invalid_amount",
     "invalid_commission",
     "invalid_currency",

@@ -30,6 +30,7 @@ import orjson
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 from receiver.contract.framing import JSONNumber
+from receiver.contract.macros import find_macro
 
 # route template -> dialect (the seed system it serves): a postback record's `route` and
 # `fields.dialect`
@@ -83,7 +84,9 @@ STATUS_MAP: dict[str, str] = {
 # (its record would fail to encode), so it is refused as invalid_body, and logged raw.
 MAX_JSON_DEPTH = 64
 
-# Unfilled macros as trackers leave them: {click_id}, %7Bclick_id%7D, [click_id], ${click_id}, #click_id#, <click_id>...
+# A whole value that is a bracketed name, as trackers leave unfilled macros: {click_id}, %7Bclick_id%7D,
+# [click_id], ${click_id}, #click_id#, <click_id>... (the click story keeps such a value unmasked; every
+# syntax platforms use is found by receiver.contract.macros.find_macro).
 MACRO_RE = re.compile(
     r"(\{\{?[^{}]*\}\}?|%7B[^%]*%7D|\[[^\[\]]*\]|\$\{[^}]*\}|#[A-Za-z_][\w.-]*#|<[A-Za-z_][\w.-]*>|__[A-Z_]+__)",
     re.IGNORECASE,
@@ -106,7 +109,8 @@ def normalise_status(raw: str | None) -> str:
 
 
 def looks_like_macro(value: str) -> bool:
-    return bool(MACRO_RE.search(value))
+    """Whether `value` holds an unsubstituted macro, in any platform's syntax (receiver.contract.macros)."""
+    return find_macro(value) is not None
 
 
 # Every click id we issue is a UUID; case is not what tells a partner's id apart from ours.

@@ -272,6 +272,15 @@ POSTBACK_FIELDS = Shape("postback fields", (
                "or ayeT's `r-` transaction id, on a profile with `negative = \"reversal\"`): recorded against "
                "that conversion's (click_id, transaction_id) as a `rejected` status step, never as a conversion "
                "of its own", only="profile postbacks"),
+    Definition("repeated_params", TEXT, "the names sent more than once (in the query, or in a form or "
+               "multipart body), as a JSON array of strings in the order first sent: `custom_data` holds each "
+               "one's list of values", only="postbacks with a repeated parameter"),
+    Definition("macro_field", TEXT, "the field whose value is an unfilled macro (`click_id`, `amount`, "
+               "`commission`, `currency`)", only="postbacks refused with `unsubstituted_macro`"),
+    Definition("macro_param", TEXT, "the parameter that carried it (e.g. `payout`)",
+               only="postbacks refused with `unsubstituted_macro`"),
+    Definition("macro", TEXT, "the macro found in it, as sent (e.g. `{payout}`: receiver.contract.macros)",
+               only="postbacks refused with `unsubstituted_macro`"),
     Definition("reversal_transaction_id", TEXT, "a reversal's own transaction id as sent", nullable=True,
                only="reversals"),
     Definition("reversal_amount", DECIMAL, "the amount a reversal takes back (its absolute value), in "

@@ -254,12 +254,13 @@ def test_a_repeated_or_numeric_survey_id_reads_as_the_receiver_reads_fields(net:
     assert mapped(tables, "T-json") == ("1001", "survey-1001", "exact")
 
 
-def test_a_conversion_listed_for_another_reason_keeps_it_and_tells_the_survey_too(net: Harness) -> None:
+def test_a_conversion_listed_for_another_reason_gets_its_unmapped_survey_row_too(net: Harness) -> None:
     click = net.link_click("s")
     seed001(net, click, "T-eur", survey_id="FR-9", currency="EUR")  # no EUR rate: fx_missing
-    issues = derive(net)["postback_issues"]
-    assert issues["reason"].to_list() == ["fx_missing"]  # one row per postback (event_id is unique)
-    assert "Survey id 'FR-9' of partner 'surveys' maps to no campaign" in issues["detail"][0]
+    issues = derive(net)["postback_issues"].sort("reason")
+    assert issues["reason"].to_list() == ["fx_missing", "unmapped_survey"]  # one row per issue of a postback
+    assert issues["event_id"].n_unique() == 1
+    assert "Survey id 'FR-9' of partner 'surveys' maps to no campaign" in issues["detail"][1]
 
 
 # ---------------------------------------------------------------- config load
