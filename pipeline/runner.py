@@ -25,6 +25,7 @@ from pipeline.conversions import PairHistory, build_conversions, check_consisten
 from pipeline.earnings import build_earnings
 from pipeline.errors import PipelineConfigError, PipelineConsistencyError, PipelineError
 from pipeline.events import build_clicks, build_postbacks
+from pipeline.forwarding.tables import build_delivery_tables
 from pipeline.fx import read_fx_rates
 from pipeline.issues import build_issues
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
@@ -187,6 +188,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
                                                               config))
     del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
+    deliveries, delivery_attempts = build_delivery_tables(data_dir)
     tables = {
         "clicks": clicks,
         "postbacks": postbacks,
@@ -196,6 +198,8 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         "wallet_credits": schemas.validate("wallet_credits", wallet_credits),
         "wallet_balances": schemas.validate("wallet_balances", wallet_balances),
         "fx_rates": rates,
+        "deliveries": schemas.validate("deliveries", deliveries),
+        "delivery_attempts": schemas.validate("delivery_attempts", delivery_attempts),
     }
     counted = conversions.filter(pl.col("counts"))
     summary = RunSummary(
