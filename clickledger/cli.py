@@ -324,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
     from clickledger import pipeline_cli
 
     pipeline_cli.register(sub)
+    from clickledger import forward_cli
+
+    forward_cli.register(sub)
     return parser
 
 

@@ -286,3 +286,40 @@ def _status_error(status: int, result: SendResult) -> str:
         return f"HTTP {status}, Retry-After {result.retry_after}"
     excerpt = " ".join(result.body_excerpt.split())[:120]
     return f"HTTP {status}" + (f": {excerpt}" if excerpt else "")
+
+
+def preview(data_dir: str | os.PathLike[str], *, clock: Clock = utc_now) -> list[dict[str, Any]]:
+    """What a pass would send now, writing nothing (`forward --dry-run`): the planned records of
+    the deliveries due, the new ones included. Needs no lock: it only reads."""
+    from pipeline.forwarding.ledger import read_delivery_log
+    from pipeline.runner import derive_conversions
+
+    data = DataDir(data_dir)
+    records, _ = read_delivery_log(data.deliveries_path)
+    core = derive_conversions(data.root)
+    known = {r["delivery_id"] for r in records if r["kind"] == "planned"}
+    plan = plan_deliveries(core.config, core.conversions, core.history, core.clicks, known=known,
+                           points_ledger=read_points(data.points_path).entries, now=clock())
+    state = fold([*records, *plan.deliveries])
+    endpoints = {(a.id, p.endpoint_id) for a in core.config.affiliates.values() for p in a.postbacks}
+    return [d.planned for d in state.due(clock()) if d.endpoint_key in endpoints]
+
+
+def refresh_tables(data_dir: str | os.PathLike[str]) -> bool:
+    """Rewrite the warehouse's deliveries and delivery_attempts after a pass (when `clickledger run`
+    has made a warehouse); False when there is none yet."""
+    from pipeline import schemas
+    from pipeline.forwarding.tables import build_delivery_tables
+    from pipeline.warehouse import TABLES, write_duckdb
+
+    directory = DataDir(data_dir).warehouse_dir
+    if not (directory / "conversions.parquet").exists():
+        return False
+    deliveries, attempts = build_delivery_tables(data_dir)
+    for name, frame in (("deliveries", deliveries), ("delivery_attempts", attempts)):
+        schemas.validate(name, frame)
+        tmp = directory / f".{name}.parquet.tmp"
+        frame.write_parquet(tmp, compression="zstd", compression_level=1, statistics=True)
+        os.replace(tmp, directory / f"{name}.parquet")
+    write_duckdb(directory, TABLES)
+    return True
