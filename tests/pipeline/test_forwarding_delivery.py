@@ -16,8 +16,8 @@ from pipeline.forwarding.ledger import read_delivery_log, read_points
 from pipeline.forwarding.schedule import RETRY_DELAYS, parse_retry_after
 from pipeline.forwarding.sender import CONNECT_TIMEOUT, TOTAL_TIMEOUT, HttpSender, OutgoingRequest
 from receiver.contract.datadir import DataDir
-from tests.forwarding.conftest import forwarding_data, set_endpoints
 from tests.support.clock import FixedClock
+from tests.support.forwarding import forwarding_data, set_endpoints
 from tests.support.log_builder import LogBuilder, cid
 from tests.support.sink import running_sink
 
@@ -269,3 +269,24 @@ def test_a_changed_config_reaches_the_next_pass(tmp_path, sink, clock):
         set_endpoints(data, affiliate(endpoint(f"{sink.url}/a/ok"), endpoint(f"{sink.url}/b/ok")))
         fwd.run_once()
     assert [r.path for r in sink.requests()] == ["/a/ok", "/b/ok"]
+
+
+def test_the_documented_verification_example_accepts_our_deliveries(tmp_path, sink):
+    """docs/forwarding.md's 10-line example, run as written against a delivery we signed."""
+    import re
+
+    from tests.support.paths import REPO
+
+    doc = (REPO / "docs" / "forwarding.md").read_text(encoding="utf-8")
+    example = re.search(r"```python\n(.*?)```", doc, re.S).group(1)
+    assert len(example.strip().splitlines()) <= 12
+    data, _ = data_with(tmp_path, affiliate(endpoint(f"{sink.url}/ok", extra=f'signing_secret = "{SECRET}"')))
+    with Forwarder(data) as fwd:
+        fwd.run_once()
+    [request] = sink.requests()
+    credited = []
+    scope = {"credit_once": credited.append}
+    exec(example.replace('"whsec_..."', repr(SECRET)), scope)  # noqa: S102 - the documented example
+    assert scope["receive"](request.body, request.headers) == 200 and credited == [request.delivery_id]
+    forged = {**request.headers, "webhook-id": "dlv_other"}
+    assert scope["receive"](request.body, forged) == 401

@@ -13,7 +13,7 @@ import pytest
 from pipeline.forwarding.plan import conversion_events, delivery_id, plan_deliveries, points_for
 from pipeline.forwarding.render import mask_url, render_url, sign
 from pipeline.runner import derive_conversions
-from tests.forwarding.conftest import forwarding_data
+from tests.support.forwarding import forwarding_data
 from tests.support.log_builder import LogBuilder, cid
 
 NOW = datetime(2024, 5, 2, 9, 0, tzinfo=UTC)

@@ -23,7 +23,7 @@ from pipeline.forwarding.ledger import read_delivery_log
 from pipeline.forwarding.state import fold
 from receiver.contract.datadir import DataDir
 from receiver.contract.framing import encode_record
-from tests.forwarding.conftest import forwarding_data
+from tests.support.forwarding import forwarding_data
 from tests.support.log_builder import LogBuilder, cid
 from tests.support.paths import REPO
 from tests.support.sink import running_sink

@@ -14,7 +14,7 @@ from clickledger.forward_cli import DELIVERY_STATES
 from pipeline.forwarding.state import STATES
 from pipeline.forwarding.tables import build_delivery_tables
 from receiver.contract.datadir import DataDir
-from tests.forwarding.conftest import forwarding_data
+from tests.support.forwarding import forwarding_data
 from tests.support.log_builder import LogBuilder, cid
 from tests.support.sink import running_sink
 

@@ -1,4 +1,4 @@
-"""Data directories with the demo network and publisher endpoints for the forwarder's tests."""
+"""Data directories with the demo network and publisher endpoints, for the forwarder's tests."""
 
 from __future__ import annotations
 
