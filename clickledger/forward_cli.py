@@ -43,9 +43,9 @@ def attempt_line(delivery, result, state: str) -> str:  # noqa: ANN001 - pipelin
 
 
 def _forward(args: argparse.Namespace) -> int:
-    from clickledger.pipeline_cli import _setup_logging
+    from clickledger.pipeline_cli import setup_logging
 
-    _setup_logging()
+    setup_logging()
     if args.replay and not (args.affiliate and args.since):
         return _fail("forward --replay needs --affiliate ID and --since DAY (YYYY-MM-DD)")
     if not args.replay and (args.affiliate or args.since):
