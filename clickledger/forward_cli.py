@@ -130,9 +130,10 @@ def _deliveries(args: argparse.Namespace) -> int:
 
     from pipeline.errors import PipelineError
     from pipeline.forwarding.tables import build_delivery_tables
+    from pipeline.runner import load_pipeline_config
 
     try:
-        deliveries, _ = build_delivery_tables(args.data)
+        deliveries, _ = build_delivery_tables(args.data, load_pipeline_config(args.data))
     except PipelineError as exc:
         return _fail(exc)
     if args.state:

@@ -188,7 +188,7 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
                                                               config))
     del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
-    deliveries, delivery_attempts = build_delivery_tables(data_dir)
+    deliveries, delivery_attempts = build_delivery_tables(data_dir, config)
     tables = {
         "clicks": clicks,
         "postbacks": postbacks,

@@ -76,11 +76,13 @@ class Forwarder:
         self._lock = lock
         self.clock = clock
         self.rng = rng or random.Random()
-        self._sender = sender
+        self._injected_sender = sender
+        self._http_sender: HttpSender | None = None
         self.workers = workers
         self.log = DeliveryLog(self.data.deliveries_path)
         self.config: Config | None = None
         self._rng_lock = threading.Lock()
+        self._folded: tuple[int, Deliveries] | None = None
 
     def close(self) -> None:
         self.log.close()
@@ -111,16 +113,24 @@ class Forwarder:
         return plan.deliveries, len(plan.points)
 
     def state(self) -> Deliveries:
-        return fold(self.log.records)
+        """Every delivery's state, folded from the log (again only when a record was appended:
+        `--follow` asks many times a second)."""
+        count = len(self.log.records)
+        if self._folded is None or self._folded[0] != count:
+            self._folded = (count, fold(self.log.records))
+        return self._folded[1]
 
     # ------------------------------------------------------------ sending
 
     @property
     def sender(self) -> Sender:
-        if self._sender is None:
-            allow = self.config.allow_private_targets if self.config is not None else False
-            self._sender = HttpSender(allow_private_targets=allow)
-        return self._sender
+        """The injected sender, else an HttpSender following the current config's allow_private_targets."""
+        if self._injected_sender is not None:
+            return self._injected_sender
+        allow = self.config.allow_private_targets if self.config is not None else False
+        if self._http_sender is None or self._http_sender.allow_private_targets != allow:
+            self._http_sender = HttpSender(allow_private_targets=allow)
+        return self._http_sender
 
     def endpoint(self, delivery: Delivery) -> PublisherPostback | None:
         affiliate = self.config.affiliates.get(delivery.planned["affiliate"]) if self.config else None
@@ -310,12 +320,13 @@ def refresh_tables(data_dir: str | os.PathLike[str]) -> bool:
     has made a warehouse); False when there is none yet."""
     from pipeline import schemas
     from pipeline.forwarding.tables import build_delivery_tables
+    from pipeline.runner import load_pipeline_config
     from pipeline.warehouse import TABLES, write_duckdb
 
     directory = DataDir(data_dir).warehouse_dir
     if not (directory / "conversions.parquet").exists():
         return False
-    deliveries, attempts = build_delivery_tables(data_dir)
+    deliveries, attempts = build_delivery_tables(data_dir, load_pipeline_config(data_dir))
     for name, frame in (("deliveries", deliveries), ("delivery_attempts", attempts)):
         schemas.validate(name, frame)
         tmp = directory / f".{name}.parquet.tmp"

@@ -11,21 +11,30 @@ from pipeline.forwarding.ledger import read_delivery_log
 from pipeline.forwarding.render import mask_url
 from pipeline.forwarding.state import fold
 from pipeline.schemas import polars_schema
+from receiver.contract.config import Config
 from receiver.contract.datadir import DataDir
 from receiver.contract.timeutil import parse_utc
 
+ENDPOINT_GONE = "its endpoint is no longer in config.toml: nothing more is sent (put it back to resume)"
 
-def build_delivery_tables(data_dir: str | os.PathLike[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(deliveries, delivery_attempts), in delivery log order."""
+
+def build_delivery_tables(data_dir: str | os.PathLike[str], config: Config | None = None
+                          ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(deliveries, delivery_attempts), in delivery log order. With `config`, a delivery still to
+    send whose endpoint is no longer configured says so in last_error."""
     records, _ = read_delivery_log(DataDir(data_dir).deliveries_path)
     state = fold(records)
+    configured = None if config is None else {
+        (a.id, p.endpoint_id) for a in config.affiliates.values() for p in a.postbacks}
     deliveries, attempts = [], []
     for d in state.by_id.values():
         p = d.planned
         last = d.last
         error = last.error if last else None
         blocker = state.blocked_by(d)
-        if d.state == "pending" and blocker is not None:
+        if d.state in ("pending", "failed") and configured is not None and d.endpoint_key not in configured:
+            error = ENDPOINT_GONE
+        elif d.state == "pending" and blocker is not None:
             error = f"waits for {blocker.id} ({blocker.planned['event']}, {blocker.state}): events go in order"
         elif d.state == "stopped" and (stop := state.stopped_endpoints.get(d.endpoint_key)) and (
                 last is None or last.http_status != 410):

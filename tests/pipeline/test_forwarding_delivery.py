@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import random
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import orjson
@@ -290,3 +291,30 @@ def test_the_documented_verification_example_accepts_our_deliveries(tmp_path, si
     assert scope["receive"](request.body, request.headers) == 200 and credited == [request.delivery_id]
     forged = {**request.headers, "webhook-id": "dlv_other"}
     assert scope["receive"](request.body, forged) == 401
+
+
+def test_an_endpoint_taken_out_of_the_config_gets_nothing_more_and_says_so(tmp_path, sink, clock):
+    from pipeline.forwarding.tables import ENDPOINT_GONE, build_delivery_tables
+    from pipeline.runner import load_pipeline_config
+
+    data, _ = data_with(tmp_path, affiliate(endpoint(f"{sink.url}/a/fail"), endpoint(f"{sink.url}/b/ok")))
+    with forwarder(data, clock) as fwd:
+        fwd.run_once()
+        set_endpoints(data, affiliate(endpoint(f"{sink.url}/b/ok")))
+        clock.advance(minutes=10)
+        assert fwd.run_once().attempts == []
+    assert len(sink.requests("/a/fail")) == 1
+    deliveries, _ = build_delivery_tables(data, load_pipeline_config(data))
+    gone = deliveries.filter(deliveries["endpoint"].str.contains("/a/fail"))
+    assert gone["state"].to_list() == ["failed"] and gone["last_error"].to_list() == [ENDPOINT_GONE]
+
+
+def test_the_default_sender_follows_allow_private_targets(tmp_path, sink, clock):
+    data, _ = data_with(tmp_path, affiliate(endpoint(f"{sink.url}/ok")))
+    with forwarder(data, clock) as fwd:
+        fwd.sync()
+        assert fwd.sender.allow_private_targets is True
+        fwd.config = replace(fwd.config, allow_private_targets=False)
+        assert fwd.sender.allow_private_targets is False
+        [(delivery, result, state)] = fwd.send_due().attempts
+    assert state == "failed" and result.error.startswith("refused") and sink.requests() == []
