@@ -108,6 +108,7 @@ def kill_loop(tmp_path: Path, *, kills: int, conversions: int, seed: int) -> Non
     rng = random.Random(seed)
     groups = traffic(conversions, reversals_every=5)
     with running_sink() as sink:
+        sink.answer_delay = 0.05  # answers take a while: some kills land between a request and its outcome
         data = follow_data(tmp_path, sink.url)
         out = tmp_path / "forward.out"
         stop = threading.Event()
@@ -157,6 +158,8 @@ def kill_loop(tmp_path: Path, *, kills: int, conversions: int, seed: int) -> Non
     assert set(seen) == set(deliveries)
     assert all(r.status == 200 for r in received)
     assert sum(seen.values()) - len(seen) <= kills
+    print(f"forward kill loop: {kills} kills, {len(deliveries)} deliveries, {len(received)} requests at the sink, "
+          f"{sum(seen.values()) - len(seen)} repeats of an id, 0 second ids, 0 lost")
     # a reversal never reached the sink before its approval
     first_seen: dict[tuple[str, str], int] = {}
     for i, r in enumerate(received):

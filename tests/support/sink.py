@@ -46,6 +46,7 @@ class Sink(ThreadingHTTPServer):
         self.lock = threading.Lock()
         self.slow_seconds = 5.0
         self.flaky_failures = 1
+        self.answer_delay = 0.0  # seconds before every answer (so a kill can land mid-request)
         self._flaky_seen: dict[str, int] = {}
         self.release = threading.Event()  # set when stopping: slow answers stop waiting
 
@@ -101,6 +102,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.connection.close()
             self.close_connection = True
             return
+        if self.server.answer_delay:
+            time.sleep(self.server.answer_delay)
         self.server.record(Received(self.command, self.path, headers, body, status))
         payload = b"ok" if status == 200 else b"no"
         self.send_response(status)
