@@ -81,6 +81,9 @@ def _forward(args: argparse.Namespace) -> int:
         refresh_tables(args.data)
     except PipelineError as exc:
         return _fail(exc)
+    if forwarder.config is not None and not any(a.postbacks for a in forwarder.config.affiliates.values()):
+        print(f"clickledger forward: no publisher endpoint in {args.data / 'config.toml'} "
+              "([[affiliates.postbacks]], see docs/forwarding.md): nothing to forward")
     counts = {}
     for delivery in state.by_id.values():
         counts[delivery.state] = counts.get(delivery.state, 0) + 1

@@ -108,7 +108,10 @@ class HttpSender:
             sock.settimeout(max(remaining, 0.01))
             if secure:
                 sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
-            connection = http.client.HTTPConnection(host, port)
+            # the connection is already open (to the address checked above): the class only
+            # writes the request, with a Host header without the scheme's default port
+            connection_class = http.client.HTTPSConnection if secure else http.client.HTTPConnection
+            connection = connection_class(host, port)
             connection.sock = sock
             path = parts.path or "/"
             if parts.query:

@@ -107,3 +107,10 @@ def test_dry_run_prints_and_sends_nothing(tmp_path, sink, capsys):
 
 def test_the_cli_states_are_the_pipelines():
     assert DELIVERY_STATES == STATES
+
+
+def test_a_config_without_publishers_says_so(tmp_path, capsys):
+    data = forwarding_data(tmp_path / "data", "")
+    LogBuilder().write(data)
+    assert main(["forward", "--data", str(data)]) == 0
+    assert "no publisher endpoint in" in capsys.readouterr().out

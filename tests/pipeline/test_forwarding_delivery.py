@@ -318,3 +318,11 @@ def test_the_default_sender_follows_allow_private_targets(tmp_path, sink, clock)
         assert fwd.sender.allow_private_targets is False
         [(delivery, result, state)] = fwd.send_due().attempts
     assert state == "failed" and result.error.startswith("refused") and sink.requests() == []
+
+
+def test_the_host_header_names_the_url_host_and_port(sink):
+    url = f"http://pub.example:{sink.server_address[1]}/ok"
+    sender = HttpSender(allow_private_targets=True, resolver=lambda host, port: ["127.0.0.1"])
+    assert sender.send(OutgoingRequest("d", "POST", url, b"{}")).http_status == 200
+    [request] = sink.requests()
+    assert request.headers["host"] == f"pub.example:{sink.server_address[1]}" and request.body == b"{}"
