@@ -57,8 +57,10 @@ class HttpSender:
     """Sends OutgoingRequests; thread-safe (a new connection per attempt)."""
 
     def __init__(self, *, allow_private_targets: bool = False, connect_timeout: float = CONNECT_TIMEOUT,
-                 total_timeout: float = TOTAL_TIMEOUT, resolver: Resolver = resolve):
+                 total_timeout: float = TOTAL_TIMEOUT, resolver: Resolver = resolve,
+                 tls_context: ssl.SSLContext | None = None):
         self.allow_private_targets = allow_private_targets
+        self.tls_context = tls_context  # None: the system's trusted CAs, certificates and host names checked
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self.resolver = resolver
@@ -107,7 +109,7 @@ class HttpSender:
         try:
             sock.settimeout(max(remaining, 0.01))
             if secure:
-                sock = ssl.create_default_context().wrap_socket(sock, server_hostname=host)
+                sock = (self.tls_context or ssl.create_default_context()).wrap_socket(sock, server_hostname=host)
             # the connection is already open (to the address checked above): the class only
             # writes the request, with a Host header without the scheme's default port
             connection_class = http.client.HTTPSConnection if secure else http.client.HTTPConnection

@@ -326,3 +326,40 @@ def test_the_host_header_names_the_url_host_and_port(sink):
     assert sender.send(OutgoingRequest("d", "POST", url, b"{}")).http_status == 200
     [request] = sink.requests()
     assert request.headers["host"] == f"pub.example:{sink.server_address[1]}" and request.body == b"{}"
+
+
+def test_https_checks_the_certificate_of_the_url_host(tmp_path):
+    """A TLS endpoint (pub.example on loopback, a self-signed certificate made with openssl):
+    refused when its certificate is not trusted, delivered when it is."""
+    import shutil
+    import ssl
+    import subprocess
+    import threading
+
+    from tests.support.sink import Sink
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test certificate")
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", str(key), "-out",
+                    str(cert), "-days", "1", "-subj", "/CN=pub.example", "-addext", "subjectAltName=DNS:pub.example"],
+                   check=True, capture_output=True, timeout=60)
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_context.load_cert_chain(cert, key)
+    sink = Sink()
+    sink.socket = server_context.wrap_socket(sink.socket, server_side=True)
+    thread = threading.Thread(target=sink.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        url = f"https://pub.example:{sink.server_address[1]}/ok"
+        to_loopback = lambda host, port: ["127.0.0.1"]  # noqa: E731
+        untrusted = HttpSender(allow_private_targets=True, resolver=to_loopback).send(OutgoingRequest("d", "GET", url))
+        assert untrusted.http_status is None and untrusted.error.startswith("tls") and "verify" in untrusted.error
+        trusting = ssl.create_default_context(cafile=str(cert))
+        sent = HttpSender(allow_private_targets=True, resolver=to_loopback, tls_context=trusting).send(
+            OutgoingRequest("d", "GET", url))
+        assert sent.http_status == 200 and sink.requests()[0].headers["host"].startswith("pub.example")
+    finally:
+        sink.shutdown()
+        sink.server_close()
+        thread.join(timeout=5)
