@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any, Protocol
 
+import polars as pl
+
 from pipeline.errors import PipelineError
 from pipeline.forwarding.ledger import DeliveryLog, append_points, read_points
 from pipeline.forwarding.plan import plan_deliveries
@@ -83,6 +85,7 @@ class Forwarder:
         self.config: Config | None = None
         self._rng_lock = threading.Lock()
         self._folded: tuple[int, Deliveries] | None = None
+        self._planned: tuple[tuple[Any, ...], int] | None = None  # (config and fx mark, last seq planned)
 
     def close(self) -> None:
         self.log.close()
@@ -101,16 +104,35 @@ class Forwarder:
         entries). Points are appended (fsync'd) before the deliveries that carry them."""
         from pipeline.runner import derive_conversions
 
+        inputs = self._inputs_mark()
         core = derive_conversions(self.data.root)
         self.config = core.config
         known = {r["delivery_id"] for r in self.log.records if r["kind"] == "planned"}
-        plan = plan_deliveries(core.config, core.conversions, core.history, core.clicks, known=known,
+        conversions = core.conversions
+        if since is None and self._planned is not None and self._planned[0] == inputs:
+            # Same config and fx rates as the last pass: only a conversion with a status step
+            # since then can have a new event (--follow plans on every append to the log).
+            conversions = conversions.filter(pl.col("last_seq") > self._planned[1])
+        plan = plan_deliveries(core.config, conversions, core.history, core.clicks, known=known,
                                points_ledger=read_points(self.data.points_path).entries, now=self.clock(),
                                since=since)
         if not dry_run:
             append_points(self.data.points_path, plan.points)
             self.log.append(plan.deliveries)
+            self._planned = (inputs, int(core.conversions["last_seq"].max() or 0))
         return plan.deliveries, len(plan.points)
+
+    def _inputs_mark(self) -> tuple[Any, ...]:
+        """What, besides the log, changes which events a conversion has: the config and the fx rates."""
+        mark = []
+        for path in (self.data.config_path, self.data.fx_rates_path):
+            try:
+                stat = path.stat()
+            except FileNotFoundError:
+                mark.append((path.name, None))
+                continue
+            mark.append((path.name, stat.st_size, stat.st_mtime_ns))
+        return tuple(mark)
 
     def state(self) -> Deliveries:
         """Every delivery's state, folded from the log (again only when a record was appended:

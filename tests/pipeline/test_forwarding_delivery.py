@@ -363,3 +363,20 @@ def test_https_checks_the_certificate_of_the_url_host(tmp_path):
         sink.shutdown()
         sink.server_close()
         thread.join(timeout=5)
+
+
+def test_a_rate_added_later_makes_an_approval_count_and_it_is_told(tmp_path, sink, clock):
+    data = forwarding_data(tmp_path / "data", affiliate(endpoint(f"{sink.url}/ok?c={{click_id}}")))
+    b = LogBuilder()
+    b.click(cid(1), offer_id="peer-app")
+    b.postback(cid(1), amount="5", currency="JPY")  # no rate for JPY yet: the approval does not count
+    b.click(cid(2))
+    b.postback(cid(2), amount="5")
+    b.write(data)
+    with forwarder(data, clock) as fwd:
+        assert fwd.run_once().planned == 1
+        assert fwd.run_once().planned == 0  # nothing new in the log
+        with (data / "fx_rates.csv").open("a", encoding="utf-8") as rates:
+            rates.write("2024-04-01,JPY,0.0065\n")
+        assert fwd.run_once().planned == 1
+    assert sorted(r.path for r in sink.requests()) == sorted([f"/ok?c={cid(1)}", f"/ok?c={cid(2)}"])
