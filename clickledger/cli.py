@@ -369,6 +369,10 @@ def build_parser() -> argparse.ArgumentParser:
     from clickledger import partner_cli
 
     partner_cli.register(sub)
+
+    from clickledger import forward_cli
+
+    forward_cli.register(sub)
     return parser
 
 

@@ -150,6 +150,19 @@ def _(picker, wh):
                     selection=None,
                     show_column_summaries=False, wrapped_columns=["detail"])
         if story.issues.height else mo.md("_None._"),
+        mo.md("**What we told the publisher, and when**: one delivery per event and endpoint "
+              "(`clickledger forward`), each attempt with the answer it got; secrets in URLs cut"),
+        mo.ui.table(display_times(story.deliveries.select(
+            "step_at", "event", "affiliate", "state", "points", "attempts", "last_http_status", "last_error",
+            "delivered_at", "next_attempt_at", "method", "url", "delivery_id")), selection=None,
+            show_column_summaries=False, wrapped_columns=["url", "last_error"])
+        if story.deliveries.height else mo.md("_Nothing: no publisher endpoint is told about this click's "
+                                              "conversions (`[[affiliates.postbacks]]` in config.toml)._"),
+        mo.ui.table(display_times(story.attempts.select(
+            "started_at", "event", "affiliate", "attempt", "outcome", "http_status", "error", "duration_ms",
+            "next_attempt_at", "delivery_id")), selection=None, show_column_summaries=False,
+            wrapped_columns=["error"])
+        if story.attempts.height else mo.md(""),
     ])
     return (story,)
 

@@ -261,6 +261,23 @@ def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> 
             .with_columns(pl.col("duplicates").fill_null(0), pl.col("conflicting_duplicates").fill_null(0)))
 
 
+def not_counted_reason(status: pl.Expr) -> pl.Expr:
+    """Why a conversion with `status` would not count (null when it counts), over the columns of
+    the conversions table. The table applies it to the current status; the forwarder
+    (pipeline.forwarding) to `approved`, to know whether an approval that was later reversed
+    counted while it stood. A known click has a clicked_at; a share with a currency but no
+    base amount lacks its fx rate."""
+    expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
+    return (pl.when(status == "unknown").then(pl.lit("unknown_status"))
+            .when(status != "approved").then(status)
+            .when(pl.col("clicked_at").is_null()).then(pl.lit("click_unknown"))
+            .when(expired).then(pl.lit("click_expired"))
+            .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))
+            .when(pl.col("fx_rate").is_null() | pl.col("affiliate_payout_base").is_null())
+            .then(pl.lit("fx_missing"))
+            .otherwise(pl.lit(None, dtype=pl.String)))
+
+
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
                       base_currency: str, history: PairHistory | None = None,
                       config: Config | None = None) -> pl.DataFrame:
@@ -322,15 +339,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
     conv = fx.attach_rate(conv, day="day", currency="affiliate_payout_currency", rates=rates,
                           base_currency=base_currency, rate_col="payout_fx_rate", date_col="payout_fx_date")
     conv = conv.with_columns(mul(pl.col("affiliate_payout"), pl.col("payout_fx_rate")).alias("affiliate_payout_base"))
-    expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
-    reason = (pl.when(pl.col("status") == "unknown").then(pl.lit("unknown_status"))
-              .when(pl.col("status") != "approved").then(pl.col("status"))
-              .when(~pl.col("click_known")).then(pl.lit("click_unknown"))
-              .when(expired).then(pl.lit("click_expired"))
-              .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))
-              .when(pl.col("fx_rate").is_null() | pl.col("payout_fx_rate").is_null()).then(pl.lit("fx_missing"))
-              .otherwise(pl.lit(None, dtype=pl.String)))
-    conv = conv.with_columns(reason.alias("not_counted_reason")).with_columns(
+    conv = conv.with_columns(not_counted_reason(pl.col("status")).alias("not_counted_reason")).with_columns(
         pl.col("not_counted_reason").is_null().alias("counts"),
         pl.lit(base_currency).alias("base_currency"),
     )

@@ -21,10 +21,11 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import schemas
-from pipeline.conversions import build_conversions, check_consistency, pair_history
+from pipeline.conversions import PairHistory, build_conversions, check_consistency, pair_history
 from pipeline.earnings import build_earnings
 from pipeline.errors import PipelineConfigError, PipelineConsistencyError, PipelineError
 from pipeline.events import build_clicks, build_postbacks
+from pipeline.forwarding.tables import build_delivery_tables
 from pipeline.fx import read_fx_rates
 from pipeline.issues import ISSUE_EVENT_COLUMNS, ISSUE_KINDS, build_issues
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
@@ -130,10 +131,24 @@ def load_pipeline_config(data_dir: str | os.PathLike[str]) -> Config:
         raise PipelineConfigError(str(exc)) from None
 
 
-def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, progress: Progress | None = None,
-           use_cache: bool = True) -> tuple[dict[str, pl.DataFrame], RunSummary]:
-    """Every table derived from the log (validated and consistency-checked), without writing them."""
-    data_dir = Path(data_dir)
+@dataclass
+class DerivedConversions:
+    """The clicks, postbacks, status history and conversions of the log: what every table and
+    the forwarder (pipeline.forwarding) start from, derived one way only."""
+
+    config: Config
+    rates: pl.DataFrame
+    staged: StagedLog
+    clicks: pl.DataFrame
+    postbacks: pl.DataFrame
+    history: PairHistory
+    conversions: pl.DataFrame
+
+
+def derive_conversions(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False,
+                       progress: Progress | None = None, use_cache: bool = True) -> DerivedConversions:
+    """Clicks, postbacks, their status history and the conversions (validated and
+    consistency-checked), without the other tables."""
     data = DataDir(data_dir)
     config = load_pipeline_config(data)
     fx_path = data.fx_rates_path
@@ -156,12 +171,24 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     recorded = postbacks.filter(pl.col("result") == "recorded").height
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
+    return DerivedConversions(config, rates, staged, clicks, postbacks, history, conversions)
+
+
+def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, progress: Progress | None = None,
+           use_cache: bool = True) -> tuple[dict[str, pl.DataFrame], RunSummary]:
+    """Every table derived from the log (validated and consistency-checked), without writing them."""
+    data_dir = Path(data_dir)
+    data = DataDir(data_dir)
+    core = derive_conversions(data_dir, skip_corrupt=skip_corrupt, progress=progress, use_cache=use_cache)
+    config, fx_path, rates, staged = core.config, data.fx_rates_path, core.rates, core.staged
+    clicks, postbacks, history, conversions = core.clicks, core.postbacks, core.history, core.conversions
     earnings = schemas.validate("earnings", build_earnings(conversions))
     issue_events = staged.select(_issue_columns(), ISSUE_KINDS)
     issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, clicks, conversions, history,
                                                               config))
     del issue_events
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
+    deliveries, delivery_attempts = build_delivery_tables(data_dir, config)
     tables = {
         "clicks": clicks,
         "postbacks": postbacks,
@@ -171,6 +198,8 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         "wallet_credits": schemas.validate("wallet_credits", wallet_credits),
         "wallet_balances": schemas.validate("wallet_balances", wallet_balances),
         "fx_rates": rates,
+        "deliveries": schemas.validate("deliveries", deliveries),
+        "delivery_attempts": schemas.validate("delivery_attempts", delivery_attempts),
     }
     counted = conversions.filter(pl.col("counts"))
     summary = RunSummary(

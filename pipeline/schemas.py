@@ -259,6 +259,56 @@ class WalletBalances(_Base):
     last_entry_at: UtcTime = pa.Field(nullable=True)
 
 
+DELIVERY_STATES = ["pending", "delivered", "failed", "exhausted", "stopped"]
+FORWARD_EVENTS = ["pending", "approved", "rejected", "reversed"]
+
+
+class Deliveries(_Base):
+    delivery_id: str = pa.Field(unique=True, description="stable hash of (conversion, event, endpoint); the "
+                                "webhook-id header of every attempt")
+    click_id: str = pa.Field(description="the conversion's click id")
+    transaction_id: str = pa.Field(description="the conversion's transaction id")
+    event: str = pa.Field(isin=FORWARD_EVENTS, description="what the publisher is told")
+    affiliate: str = pa.Field(description="the publisher ([[affiliates]] id)")
+    endpoint: str = pa.Field(description="the endpoint's URL template, secrets masked")
+    endpoint_id: str = pa.Field(description="hash of the endpoint's method and URL template")
+    method: str = pa.Field(isin=["GET", "POST"])
+    url: str = pa.Field(description="the URL sent, secrets masked")
+    points: int = pa.Field(nullable=True, description="points credited (approved, > 0), taken back (reversed, "
+                           "< 0) or previewed (pending); null without points_per_unit")
+    attempts: int = pa.Field(ge=0, description="attempts so far")
+    last_http_status: int = pa.Field(nullable=True, description="HTTP status of the last attempt; null when none "
+                                     "or no answer")
+    last_error: str = pa.Field(nullable=True, description="why the last attempt failed (or waits)")
+    state: str = pa.Field(isin=DELIVERY_STATES, description="pending | delivered | failed | exhausted | stopped")
+    next_attempt_at: UtcTime = pa.Field(nullable=True, description="when it is attempted next, UTC; null when "
+                                        "delivered, exhausted or stopped")
+    planned_at: UtcTime = pa.Field(description="when the forwarder planned it, UTC")
+    delivered_at: UtcTime = pa.Field(nullable=True, description="when a 2xx came back, UTC")
+    step_at: UtcTime = pa.Field(description="when the status step it tells was recorded, UTC")
+    step_seq: int = pa.Field(description="log position of that status step")
+
+
+class DeliveryAttempts(_Base):
+    delivery_id: str = pa.Field()
+    attempt: int = pa.Field(ge=1, description="1, 2, ... in the delivery's life (resends continue the count)")
+    click_id: str = pa.Field()
+    transaction_id: str = pa.Field()
+    event: str = pa.Field(isin=FORWARD_EVENTS)
+    affiliate: str = pa.Field()
+    endpoint: str = pa.Field(description="URL template, secrets masked")
+    started_at: UtcTime = pa.Field(description="intent recorded, just before sending, UTC")
+    finished_at: UtcTime = pa.Field(nullable=True, description="answer or error, UTC; null when interrupted")
+    duration_ms: int = pa.Field(nullable=True, ge=0)
+    http_status: int = pa.Field(nullable=True, description="null: no answer (timeout, reset, refused...)")
+    error: str = pa.Field(nullable=True, description="why it failed; null on success")
+    outcome: str = pa.Field(isin=["delivered", "failed", "exhausted", "stopped", "interrupted"])
+    next_attempt_at: UtcTime = pa.Field(nullable=True, description="the next attempt it scheduled, UTC")
+
+    class Config:
+        unique = ["delivery_id", "attempt"]
+
+
 SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "clicks": Clicks,
     "postbacks": Postbacks,
@@ -268,6 +318,8 @@ SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "wallet_credits": WalletCredits,
     "wallet_balances": WalletBalances,
     "fx_rates": FxRates,
+    "deliveries": Deliveries,
+    "delivery_attempts": DeliveryAttempts,
 }
 
 

@@ -124,13 +124,17 @@ def log_requests(data_dir: str | Path, *, click_id: str | None = None,
 
 @dataclass
 class ClickStory:
-    """The click (0 or 1 row), every request about it in log order, and the conversions it produced."""
+    """The click (0 or 1 row), every request about it in log order, the conversions it produced,
+    and what we told the publisher about them: `deliveries` (one row per conversion, event and
+    endpoint, in the order they were planned) and each of their `attempts`, URLs masked."""
 
     click_id: str
     click: pl.DataFrame
     requests: pl.DataFrame
     conversions: pl.DataFrame
     issues: pl.DataFrame
+    deliveries: pl.DataFrame | None = None
+    attempts: pl.DataFrame | None = None
 
     @property
     def found(self) -> bool:
@@ -148,7 +152,17 @@ def click_story(wh: Warehouse, click_id: str, data_dir: str | Path | None = None
         log_requests(data_dir, click_id=click_id),
         wh.conversions.filter(pl.col("click_id") == click_id),
         wh.postback_issues.filter(pl.col("click_id") == click_id),
+        _table(wh, "deliveries").filter(pl.col("click_id") == click_id).sort("step_seq", "planned_at"),
+        _table(wh, "delivery_attempts").filter(pl.col("click_id") == click_id).sort("started_at", "attempt"),
     )
+
+
+def _table(wh: Warehouse, name: str) -> pl.DataFrame:
+    """A warehouse table, or its empty frame for a warehouse made before it existed."""
+    from pipeline.schemas import empty
+
+    frame = wh.tables.get(name)
+    return frame if frame is not None else empty(name)
 
 
 def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,

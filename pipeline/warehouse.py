@@ -30,7 +30,7 @@ from receiver.contract.config_file import load_config
 from receiver.contract.datadir import DataDir
 
 TABLES = ("clicks", "postbacks", "conversions", "earnings", "postback_issues", "wallet_credits",
-          "wallet_balances", "fx_rates")
+          "wallet_balances", "fx_rates", "deliveries", "delivery_attempts")
 
 
 def _quote(path: Path) -> str:
@@ -48,6 +48,8 @@ class Warehouse:
     wallet_credits: pl.DataFrame
     wallet_balances: pl.DataFrame
     fx_rates: pl.DataFrame
+    deliveries: pl.DataFrame
+    delivery_attempts: pl.DataFrame
 
     def __init__(self, tables: dict[str, pl.DataFrame], directory: Path | None = None):
         self.tables = dict(tables)

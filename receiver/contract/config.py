@@ -30,6 +30,16 @@ OFFER_STATUSES = ("active", "paused", "pending")
 # Who may read GET /metrics when the config does not say (metrics_allowed_ips): this machine only.
 DEFAULT_METRICS_ALLOWED_IPS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
 POSTBACK_AUTH = ("key", "none")
+# What a publisher's postback endpoint can be told about a conversion (docs/forwarding.md):
+# `rejected` is a conversion refused before it was ever approved, `reversed` one taken back
+# after its approval.
+FORWARD_EVENTS = ("pending", "approved", "rejected", "reversed")
+FORWARD_METHODS = ("GET", "POST")
+# The macros of a publisher postback URL; `{custom.NAME}` is any custom_data key of the click.
+FORWARD_MACROS = ("click_id", "transaction_id", "status", "event", "payout", "payout_base", "currency",
+                  "points", "offer_id", "campaign_id", "user_id", "sub1", "sub2", "sub3", "sub4", "sub5",
+                  "delivery_id")
+CUSTOM_MACRO_PREFIX = "custom."
 
 
 class ConfigError(ValueError):
@@ -129,6 +139,35 @@ class SurveyCampaign:
 
 
 @dataclass(frozen=True)
+class PublisherPostback:
+    """One postback endpoint of an affiliate (or earn-app publisher): what the forwarder
+    sends it (pipeline.forwarding). `url` holds macros, validated when the config loads."""
+
+    url: str
+    method: str = "GET"
+    events: tuple[str, ...] = ("approved", "reversed")
+    # Set: Standard Webhooks headers (webhook-id, webhook-timestamp, webhook-signature) signed
+    # with this key (the bytes after `whsec_`, base64-decoded).
+    signing_secret: bytes | None = field(default=None, repr=False)
+    line: int | None = None  # where it is defined in config.toml, for messages
+
+    @property
+    def endpoint_id(self) -> str:
+        """Stable id of the endpoint: a hash of its method and URL template (secrets never shown)."""
+        return hashlib.sha256(f"{self.method}\x1f{self.url}".encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Affiliate:
+    """A publisher we forward conversions to: the `affiliate` of tracking links, or for earn
+    clicks (which have no affiliate) the earn product's id."""
+
+    id: str
+    points_per_unit: Decimal | None = None  # points per 1.00 of base currency paid to it
+    postbacks: tuple[PublisherPostback, ...] = ()
+
+
+@dataclass(frozen=True)
 class Config:
     base_currency: str = DEFAULT_CURRENCY
     homepage: str = DEFAULT_HOMEPAGE
@@ -142,6 +181,9 @@ class Config:
     trusted_proxies: tuple[IPNetwork, ...] = ()
     survey_campaigns: tuple[SurveyCampaign, ...] = ()
     metrics_allowed_ips: tuple[IPNetwork, ...] = DEFAULT_METRICS_ALLOWED_IPS
+    affiliates: dict[str, Affiliate] = field(default_factory=dict)
+    # Loopback, private and link-local publisher endpoints are refused unless this is true.
+    allow_private_targets: bool = False
 
     def __post_init__(self) -> None:
         # Lookup tables derived once per load, never per request.

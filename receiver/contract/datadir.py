@@ -7,7 +7,8 @@
                              segment-NNNNNNNN.ndjson.zst once sealed (the source of truth)
       index/                 the receiver's index snapshots (derived, safe to delete)
       warehouse/             the derived tables: <table>.parquet, warehouse.duckdb, staging/ (a cache)
-      ledger/                wallet_credits.ndjson, the wallet's append-only ledger
+      ledger/                wallet_credits.ndjson, the wallet's append-only ledger; deliveries.ndjson,
+                             the forwarder's delivery log; points.ndjson, the publishers' points
       .clickledger-demo      present when `clickledger demo` made the directory
 
 Everything derived (index/, warehouse/) can be rebuilt from log/ and ledger/.
@@ -34,6 +35,9 @@ class DataDir:
     WAREHOUSE_DB_FILE = "warehouse.duckdb"  # inside warehouse/
     LEDGER_DIR = "ledger"
     LEDGER_FILE = "wallet_credits.ndjson"  # inside ledger/
+    DELIVERIES_FILE = "deliveries.ndjson"  # inside ledger/: every delivery planned and attempted
+    POINTS_FILE = "points.ndjson"  # inside ledger/: points credited to and taken back from publishers
+    FORWARD_LOCK_FILE = ".forward.lock"  # inside ledger/: one forwarder per data directory
     DEMO_MARKER_FILE = ".clickledger-demo"
     # what `clickledger demo` deletes and makes again: everything but the files people edit
     GENERATED_DIRS = (LOG_DIR, INDEX_DIR, WAREHOUSE_DIR, LEDGER_DIR)
@@ -102,6 +106,18 @@ class DataDir:
     @property
     def ledger_path(self) -> Path:
         return self.ledger_dir / self.LEDGER_FILE
+
+    @property
+    def deliveries_path(self) -> Path:
+        return self.ledger_dir / self.DELIVERIES_FILE
+
+    @property
+    def points_path(self) -> Path:
+        return self.ledger_dir / self.POINTS_FILE
+
+    @property
+    def forward_lock_path(self) -> Path:
+        return self.ledger_dir / self.FORWARD_LOCK_FILE
 
     # -- the demo
 

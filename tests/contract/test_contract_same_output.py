@@ -33,6 +33,7 @@ ADDED_COLUMNS = {"postbacks": ["client_ip", "signature_present",  # new with the
                                "sent_user_id", "sent_offer_id", "survey_id"],
                  # new with the survey mapping (issue 14)
                  "conversions": ["survey_id", "campaign_id", "campaign_match"]}
+ADDED_TABLES = ("deliveries", "delivery_attempts")  # new with the forwarder (issue 14): none forwarded here
 ADDED_MEMBERS = ("answer_body",)  # new with partner profiles: null in every record of this traffic
 
 BEFORE = {
@@ -62,6 +63,9 @@ def fingerprints(data_dir: Path) -> dict[str, str]:
     tables, _ = derive(data_dir)
     found = {"log": _sha(log), "ledger": _sha(ledger)}
     for name, frame in sorted(tables.items()):
+        if name in ADDED_TABLES:
+            assert frame.is_empty()  # nothing forwarded: the derivation of the others is what is compared
+            continue
         frame = frame.drop(*ADDED_COLUMNS.get(name, []), strict=False)  # absent before the contract
         found[name] = _sha(orjson.dumps([frame.columns, frame.rows()], default=str))
     return found
