@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 from typing import Any
-from urllib.parse import unquote, unquote_plus
+from urllib.parse import quote, unquote, unquote_plus
 
 import orjson
 import polars as pl
@@ -41,17 +41,20 @@ ROUTE_WORDS = frozenset(part for route in DIALECTS for prev, part in zip(route.s
                                                                          strict=False)
                         if "postback" in prev and not part.startswith("{"))
 
-_PAIR = re.compile(r"(^|[?&;])([^=&;?#]*)=([^&;#]*)")
+_PAIR = re.compile(r"(^|[?&;])([^=&;?#\s]*)=([^&;#\s]*)")
 _JSON_STRING = r'"(?:[^"\\]|\\.)*"'
-_JSON_MEMBER = re.compile(rf'({_JSON_STRING})(\s*:\s*)({_JSON_STRING}|\[[^\[\]]*\]|[^\s,}}\]]+)')
+# a member whose value is a string, a flat list or a scalar: an object or a list of them is gone
+# into, so a secret nested at any depth is found on its own
+_JSON_MEMBER = re.compile(rf'({_JSON_STRING})(\s*:\s*)({_JSON_STRING}|\[[^\[\]{{}}]*\]|[^\s,{{}}\[\]]+)')
 _PATH_KEY = re.compile(r"(?i)(/[^/?#&\s]*postback[^/?#&\s]*/)([^/?#&\s]+)")
 _HEADER_LINE = re.compile(r"(^|\\x0d\\x0a|\r\n|\n)([!#$%&'*+.^_`|~0-9A-Za-z-]+)(:[ \t]*)((?:(?!\\x0d\\x0a|\r|\n).)*)")
 _AUTH_SCHEME = re.compile(r"(?i)^(bearer|basic|token|digest|apikey)(\s+)(.*)$")
 # What may hold a key in a query string, path or URL, found column-wise (Rust regex, as Polars
-# runs it): a pair whose name could be secret-like (or is percent-encoded), and a postback path
-# segment with what follows it. Each distinct match is masked by `mask_secrets`.
+# runs it): a pair whose name could be secret-like (or is percent-encoded), a postback path
+# segment with what follows it, and a pair whose value is a percent-encoded URL or query string. Each distinct match is masked by `mask_secrets`.
 _CANDIDATES = (r"(?i)(?:^|[?&;])[^=&;?#/\s]*(?:key|secret|token|pass|pwd|sig|auth|hash|verifier|cookie|%)"
-               r"[^=&;?#/\s]*=[^&;#\s]*|/[^/?#&\s]*postback[^/?#&\s]*/[^/?#&\s]+")
+               r"[^=&;?#/\s]*=[^&;#\s]*|/[^/?#&\s]*postback[^/?#&\s]*/[^/?#&\s]+"
+               r"|(?:^|[?&;])[^=&;?#\s]*=[^&;#\s]*(?:postback|%3D)[^&;#\s]*")
 
 
 def normalised_name(name: str) -> str:
@@ -83,9 +86,13 @@ def mask_secrets(text: str | None, *, path_decoded: bool = False) -> str | None:
         return text
 
     def pair(m: re.Match[str]) -> str:
-        if not is_secret_name(m[2]):
+        if is_secret_name(m[2]):
+            return f"{m[1]}{m[2]}={_mask_encoded(m[3], unquote_plus)}"
+        decoded = unquote_plus(m[3]) if "%" in m[3] else m[3]
+        if decoded == m[3]:
             return m[0]
-        return f"{m[1]}{m[2]}={_mask_encoded(m[3], unquote_plus)}"
+        inner = mask_secrets(decoded)  # a percent-encoded URL or query string as the value
+        return m[0] if inner == decoded else f"{m[1]}{m[2]}={quote(inner or '', safe=':/[]')}"
 
     def member(m: re.Match[str]) -> str:
         try:
