@@ -55,6 +55,7 @@ _AUTH_SCHEME = re.compile(r"(?i)^(bearer|basic|token|digest|apikey)(\s+)(.*)$")
 _CANDIDATES = (r"(?i)(?:^|[?&;])[^=&;?#/\s]*(?:key|secret|token|pass|pwd|sig|auth|hash|verifier|cookie|%)"
                r"[^=&;?#/\s]*=[^&;#\s]*|/[^/?#&\s]*postback[^/?#&\s]*/[^/?#&\s]+"
                r"|(?:^|[?&;])[^=&;?#\s]*=[^&;#\s]*(?:postback|%3D)[^&;#\s]*")
+_STEMS = r"(?i)key|secret|token|pass|pwd|sig|auth|hash|verifier|cookie|%|postback"  # in every candidate
 
 
 def normalised_name(name: str) -> str:
@@ -179,9 +180,11 @@ def mask_column(column: pl.Series, *, path_decoded: bool = False) -> pl.Series:
     Polars, each distinct one is masked once in Python, and the column is rewritten with all
     of them in one pass (longest first, so a key that begins another is never cut short).
     """
-    if column.null_count() == column.len():
+    maybe = column.str.contains(_STEMS).fill_null(False)  # a cheap first pass: most rows of many logs
+    if not maybe.any():
         return column
-    found = column.str.extract_all(_CANDIDATES).explode().drop_nulls().unique().to_list()
+    some = column.filter(maybe)
+    found = some.str.extract_all(_CANDIDATES).explode().drop_nulls().unique().to_list()
     mapping = {}
     for text in found:
         shown = mask_secrets(text, path_decoded=path_decoded)
@@ -190,7 +193,8 @@ def mask_column(column: pl.Series, *, path_decoded: bool = False) -> pl.Series:
     if not mapping:
         return column
     patterns = sorted(mapping, key=len, reverse=True)
-    return column.str.replace_many(patterns, [mapping[p] for p in patterns], leftmost=True)
+    return column.scatter(maybe.arg_true(),
+                          some.str.replace_many(patterns, [mapping[p] for p in patterns], leftmost=True))
 
 
 def mask_distinct(column: pl.Series, mask: Any) -> pl.Series:
