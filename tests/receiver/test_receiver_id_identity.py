@@ -13,6 +13,7 @@ from typing import Any
 import polars as pl
 
 import pipeline
+from pipeline import staging
 from receiver.contract.params import exact_text, parse_query
 from receiver.contract.record import unescape_bytes
 
@@ -76,6 +77,13 @@ def test_ids_differing_only_in_invalid_utf8_bytes_are_distinct_conversions(make_
         assert answer(again, query=f"api_key=key-alpha&click_id={cid}&transaction_id={txn}") == "duplicate"
     assert answer(again, query=f"api_key=key-alpha&click_id={cid}&transaction_id=caf%FE") == "recorded"
     again.close()
+
+    # staging reads the log with DuckDB (the fast path) and record by record (the reference): the same ids
+    fast = staging.stage_log(data_dir / "log").events
+    slow = pl.concat([staging.stage_segment_python(path, lambda bad: None)
+                      for path in staging.segment_paths(data_dir / "log")]).sort("seq")
+    assert fast["transaction_id"].to_list() == slow["transaction_id"].to_list()
+    assert set(fast["transaction_id"].drop_nulls()) >= {"caf\\xe9", "caf\\xe8", "caf\\xff", "json\\xff"}
 
     pipeline.run(data_dir)
     conversions = pipeline.load(data_dir).conversions.filter(pl.col("click_id") == cid)
