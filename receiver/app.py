@@ -295,7 +295,7 @@ class RequestRecorder:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.received_at = self.receiver.clock()
-        req.context.recorded = False
+        req.context.write_attempted = False
         resp.context.kind = "other"
         resp.context.route = None
         resp.context.result = None
@@ -368,13 +368,19 @@ class RequestRecorder:
         )
 
     def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
-        write_record(self.receiver, self.build_record(req, resp))
-        req.context.recorded = True
+        """Write this request's record now (raises LogWriteError); the middleware will not write it again.
+
+        One write attempt per request: when it fails, the 503 is answered (and logged as an error)
+        once, by the error handler; the middleware does not try again to write the 503's record
+        (on a full disk that was a second failed write and a second error line per request).
+        """
+        record = self.build_record(req, resp)
+        req.context.write_attempted = True
+        write_record(self.receiver, record)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
-        if req.context.get("recorded") or isinstance(resource, MetricsResource):  # /metrics is not traffic
+        if req.context.get("write_attempted") or isinstance(resource, MetricsResource):  # /metrics is not traffic
             return
         if "received_at" not in req.context:  # the request failed before process_request ran
             req.context.received_at = self.receiver.clock()

@@ -17,7 +17,7 @@ from typing import Any
 
 import orjson
 
-from receiver.contract.config import Config, Partner, key_digest
+from receiver.contract.config import Config, Partner, key_digest, key_fingerprint
 from receiver.contract.macros import find_macro
 from receiver.contract.params import (
     ParamError,
@@ -146,11 +146,6 @@ class Decision:
     @property
     def key(self) -> tuple[str, str]:
         return (self.fields["click_id"], self.fields["transaction_id"])
-
-
-def key_fingerprint(digest: bytes) -> str:
-    """Enough of the key's hash (`key_digest`) for support to tell keys apart, never the key itself."""
-    return digest.hex()[:12]
 
 
 def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:

@@ -257,3 +257,9 @@ class Config:
 def key_digest(key: str) -> bytes:
     """SHA-256 of an api key: what partners are looked up by, and what fingerprints are cut from."""
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).digest()
+
+
+def key_fingerprint(digest: bytes) -> str:
+    """Enough of the key's hash (`key_digest`) for support to tell keys apart, never the key itself:
+    postbacks' `key_fingerprint`, and what derived tables show in a key's place (pipeline.secrets)."""
+    return digest.hex()[:12]

@@ -42,6 +42,7 @@ import pytest
 from clickledger.cli import build_parser
 from clickledger.demo import free_port
 from pipeline.reconciliation import csv_safe_bytes, read_statement, sample_statement
+from receiver.contract.config import key_digest, key_fingerprint
 from tests.support.notebooks import run_notebook
 from tests.support.paths import REPO
 
@@ -265,7 +266,9 @@ def test_troubleshooting_story_tells_what_we_told_the_publisher(demo_data: Path)
 def test_troubleshooting_shows_api_keys_cut(demo_data: Path) -> None:
     """The demo's publisher partner puts its key in the path, also when it gets the path wrong."""
     text, defs = run_notebook("troubleshooting", demo_data)
-    assert defs["wrong_path"].height and "/postbacks/mlk_…" in set(defs["wrong_path"]["path"])
+    # issue 15: the key's fingerprint in its place (it used to be its first 4 characters and "…")
+    masked = f"/postbacks/[key:{key_fingerprint(key_digest('mlk_live_7f3a9c'))}]"
+    assert defs["wrong_path"].height and masked in set(defs["wrong_path"]["path"])
     assert "mlk_live_7f3a9c" not in text and "sp_live_acme" not in text
 
 
