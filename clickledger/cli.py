@@ -103,6 +103,22 @@ def is_loopback(host: str) -> bool:
 # ---------------------------------------------------------------- commands
 
 
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
 def _serve(args: argparse.Namespace) -> int:
     from clickledger.demo import published_credentials
     from receiver.contract.config import ConfigError
@@ -126,7 +142,10 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"note: {config_path} holds {len(published)} keys of the demo network, published in "
               f"the README: served on {args.host} only (refused on other addresses; "
               f"`clickledger init` makes fresh keys)", file=sys.stderr)
-    return serve(args.data, args.host, args.port, args.threads, args.max_queue)
+    from receiver.connections import ConnectionLimits
+
+    limits = ConnectionLimits(head_timeout=args.head_timeout, max_per_address=args.max_connections_per_address)
+    return serve(args.data, args.host, args.port, args.threads, args.max_queue, limits)
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -278,6 +297,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=DEFAULT_THREADS, help="worker threads")
     p.add_argument("--max-queue", type=int, default=None,
                    help="requests waiting for a thread before new ones get 503 (default: 2 x threads)")
+    p.add_argument("--head-timeout", type=_positive_seconds, default=10.0, metavar="SECONDS",
+                   help="a connection's whole request head must arrive within this many seconds, "
+                        "however steadily it trickles (slow clients: docs/deployment.md)")
+    p.add_argument("--max-connections-per-address", type=_positive_int, default=None, metavar="N",
+                   help="close connections from one address past N (trusted_proxies exempt; default: no cap)")
 
     p = add_command(
         sub, "simulate", "send realistic clicks and postbacks to a running receiver "
@@ -345,6 +369,13 @@ def build_parser() -> argparse.ArgumentParser:
     from clickledger import pipeline_cli
 
     pipeline_cli.register(sub)
+    from clickledger import partner_cli
+
+    partner_cli.register(sub)
+
+    from clickledger import forward_cli
+
+    forward_cli.register(sub)
     return parser
 
 

@@ -356,12 +356,15 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     proc = start_receiver(data_dir, port)
     try:
         wait_healthy(url, proc=proc)
-        print(f"receiver up at {url}; simulating today's traffic ({clicks} clicks, seed {seed})...", flush=True)
-        summary = simulate(url, data_dir, clicks=clicks, seed=seed)
+        print(f"receiver up at {url}; simulating today's traffic ({clicks} clicks, seed {seed}) while "
+              "the forwarder tells the demo publisher...", flush=True)
+        summary, told = _forward_while(data_dir, lambda: simulate(url, data_dir, clicks=clicks, seed=seed))
         summary.stand_in_for_public_url = True
     finally:
         stop_receiver(proc)
     print(summary.describe())
+    for line in told:
+        print(line)
     status = _run_pipeline(data_dir)
     print()
     print("Where everything is:")
@@ -378,6 +381,16 @@ def run_demo(data_dir: Path, *, port: int = 0, clicks: int = 250, seed: int = 7,
     if notebooks.is_dir() and any(notebooks.glob("*.py")):
         print("  notebooks      make notebooks   (or: .venv/bin/clickledger notebook reconciliation)")
     return status
+
+
+def _forward_while(data_dir: Path, traffic):  # noqa: ANN001, ANN202
+    """Today's traffic with the forwarder running (clickledger.demo_publisher), when the
+    pipeline is installed; else the traffic alone."""
+    try:
+        from clickledger.demo_publisher import forward_while
+    except ImportError:
+        return traffic(), []
+    return forward_while(data_dir, traffic)
 
 
 def _nightly_credit(data_dir: Path) -> None:

@@ -51,7 +51,8 @@ class _StderrHandler(logging.StreamHandler):
         pass
 
 
-def _setup_logging() -> None:
+def setup_logging() -> None:
+    """Pipeline warnings to stderr as `warning: ...` (once per process)."""
     logger = logging.getLogger("clickledger.pipeline")
     if not logger.handlers:
         handler = _StderrHandler()
@@ -67,7 +68,7 @@ def _fail(exc: Exception) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    _setup_logging()
+    setup_logging()
     from pipeline.errors import PipelineError
     from pipeline.runner import run
 
@@ -83,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _credit(args: argparse.Namespace) -> int:
-    _setup_logging()
+    setup_logging()
     from pipeline.errors import PipelineError
     from pipeline.runner import credit
 
@@ -109,7 +110,7 @@ def _parse_columns(pairs: list[str]) -> dict[str, str]:
 
 
 def _reconcile(args: argparse.Namespace) -> int:
-    _setup_logging()
+    setup_logging()
     from pipeline.errors import PipelineError
     from pipeline.reconciliation import reconcile
 
@@ -177,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def demo_steps(data_dir: Path) -> int:
     """`make demo`: run the pipeline and the credit job over the demo log, printing both summaries."""
-    _setup_logging()
+    setup_logging()
     from pipeline.errors import PipelineError
     from pipeline.runner import credit, run
 

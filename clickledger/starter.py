@@ -41,6 +41,14 @@ public_url = "http://127.0.0.1:8080"
 # checking a partner's allowed_ips. Addresses or CIDR blocks; without it, none is.
 # trusted_proxies = ["127.0.0.1"]
 
+# Optional: who may read GET /metrics (Prometheus), by address or CIDR block, judged like
+# allowed_ips (through a trusted proxy, the real client). Default: this machine only.
+# metrics_allowed_ips = ["127.0.0.1", "::1"]
+# Optional: let the forwarder (`clickledger forward`) send to loopback, private and link-local
+# addresses (a publisher endpoint on this machine or network). Off by default: a config typo
+# must not make us call our own services.
+# allow_private_targets = false
+
 # An advertiser (a partner): it sends a postback when a click of one of its offers converts.
 [[partners]]
 id = "advertiser1"                  # your name for it: offers refer to it
@@ -83,6 +91,18 @@ revenue_share = { percent = 70 }    # what the affiliate or user earns: { percen
 click_ttl_hours = 720               # optional: a postback this long after its click is refused
                                     # (click_expired); without it, clicks never expire
 
+# Optional: a partner that names what the user completed by its own survey id (the survey_id
+# or offer_id parameter of its postbacks, seed 001) gets it mapped to one of its offers here,
+# and each conversion carries that offer as campaign_id: by the exact id, else the first
+# pattern that matches, else the partner's default. An id none of its entries maps is kept,
+# counted as any other, and listed in postback_issues as unmapped_survey. The mapping applies
+# when the pipeline runs: fix it here and run `clickledger run` again to correct history.
+# [[survey_campaigns]]
+# partner = "advertiser1"           # the partner whose survey ids these are
+# survey_id = "1001"                # the exact id; or pattern = "UK-*" (a glob: * ? [...]),
+#                                   # or default = true (every id no other entry maps)
+# campaign_id = "offer1"            # one of this partner's offers
+
 # A tracking link: one per offer and affiliate. Visitors open <public_url>/t/<slug>.
 [[links]]
 slug = "offer1-affiliate1"          # letters, digits and . _ ~ - only
@@ -104,6 +124,19 @@ click_ttl_hours = 24                # a postback this long after its click is re
 id = "user1"                        # your id for the user, as in the wallet ledger
 token = "$user_token"
                                     # ^ the user's secret bearer token (unique per user)
+
+# Optional: a publisher (the affiliate of tracking links, or an earn product's id) whose
+# postback endpoints `clickledger forward` tells about its conversions (docs/forwarding.md).
+# [[affiliates]]
+# id = "affiliate1"                 # the links' affiliate (or an earn product id)
+# points_per_unit = 1000            # points per 1.00 of base currency paid to it (optional)
+# [[affiliates.postbacks]]          # one or more endpoints of that publisher
+# url = "https://publisher.example/cb?click={sub1}&payout={payout}&status={status}&tx={transaction_id}"
+# method = "GET"                    # or "POST" (a JSON body of every macro's value)
+# events = ["approved", "reversed"] # of: pending, approved, rejected, reversed
+#                                   and optionally signing_secret, a Standard Webhooks key (whsec_ and
+#                                   base64): then every delivery carries webhook-id, webhook-timestamp
+#                                   and webhook-signature headers
 """)
 
 STARTER_FX_RATES = "date,currency,rate\n"

@@ -157,5 +157,26 @@ def _(wh):
     return (top_issues,)
 
 
+@app.cell
+def _(wh):
+    delivery_states = views.deliveries_by_state(wh)
+    if delivery_states.is_empty():
+        _out = mo.md("_Nothing forwarded: no publisher endpoint in config.toml (`[[affiliates.postbacks]]`, "
+                     "see docs/forwarding.md), or `clickledger forward` has not run._")
+    else:
+        _chart = alt.Chart(delivery_states).mark_bar().encode(
+            x=alt.X("sum(deliveries):Q", title="deliveries"), y=alt.Y("affiliate:N", title="publisher"),
+            color=alt.Color("state:N", scale=alt.Scale(
+                domain=["delivered", "pending", "failed", "exhausted", "stopped"],
+                range=["#2e7d32", "#90a4ae", "#f9a825", "#c62828", "#6a1b9a"])),
+            tooltip=["affiliate", "state", "deliveries", "attempts", "points"],
+        ).properties(width=560, height=120, title="Deliveries to publishers, by state")
+        _out = mo.vstack([_chart, mo.ui.table(delivery_states, selection=None, show_column_summaries=False),
+                          mo.md("Each one, its attempts and errors: `clickledger deliveries`, or a click's "
+                                "story in the **troubleshooting** notebook.")])
+    mo.vstack([mo.md("## Deliveries to publishers"), _out])
+    return (delivery_states,)
+
+
 if __name__ == "__main__":
     app.run()

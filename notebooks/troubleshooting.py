@@ -8,7 +8,7 @@ with app.setup:
     import marimo as mo
     import polars as pl
 
-    from pipeline.issues import with_advice
+    from pipeline.issues import click_id_issue, with_advice
     from pipeline.notebook_support import (
         cli_arg,
         default_data_dir,
@@ -54,9 +54,7 @@ def _(data_input, run_button):
 @app.cell
 def _(issues, wh):
     _counts = issues.select(
-        pl.len().alias("all"),
-        pl.col("reason").is_in(["unknown_click_id", "unsubstituted_macro", "malformed_click_id", "empty_click_id"])
-        .sum().alias("unknown"),
+        pl.len().alias("all"), click_id_issue().sum().alias("unknown"),
         (pl.col("reason") == "wrong_path").sum().alias("wrong_path")).collect().row(0, named=True)
     _unknown = _counts["unknown"]
     mo.hstack([
@@ -149,7 +147,8 @@ def _(picker, wh):
         mo.md("**The conversion it produced**"),
         mo.ui.table(display_times(display_money(story.conversions.select(
             "transaction_id", "converted_at", "status", "status_history", "counts", "not_counted_reason",
-            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates"))), selection=None,
+            "amount", "currency", "amount_base", "affiliate_payout_base", "duplicates", "survey_id",
+            "campaign_id"))), selection=None,
             show_column_summaries=False)
         if story.conversions.height else mo.md("_None: no postback for it was recorded._"),
         mo.md("**Its postback issues**"),
@@ -157,6 +156,19 @@ def _(picker, wh):
                     selection=None,
                     show_column_summaries=False, wrapped_columns=["detail"])
         if story.issues.height else mo.md("_None._"),
+        mo.md("**What we told the publisher, and when**: one delivery per event and endpoint "
+              "(`clickledger forward`), each attempt with the answer it got; secrets in URLs cut"),
+        mo.ui.table(display_times(story.deliveries.select(
+            "step_at", "event", "affiliate", "state", "points", "attempts", "last_http_status", "last_error",
+            "delivered_at", "next_attempt_at", "method", "url", "delivery_id")), selection=None,
+            show_column_summaries=False, wrapped_columns=["url", "last_error"])
+        if story.deliveries.height else mo.md("_Nothing: no publisher endpoint is told about this click's "
+                                              "conversions (`[[affiliates.postbacks]]` in config.toml)._"),
+        mo.ui.table(display_times(story.attempts.select(
+            "started_at", "event", "affiliate", "attempt", "outcome", "http_status", "error", "duration_ms",
+            "next_attempt_at", "delivery_id")), selection=None, show_column_summaries=False,
+            wrapped_columns=["error"])
+        if story.attempts.height else mo.md(""),
     ])
     return (story,)
 

@@ -19,8 +19,12 @@ moves it), and an unknown update is never applied. A profile's reversal is a lat
 `rejected` postback of the conversion it takes back, applied like any update.
 
 Amounts, commission and currency are those of the recorded postback (updates move
-the status, not the money). A later postback of the pair that sends a different
-amount, currency or commission is a conflicting duplicate: the recorded values are
+the status, not the money), but for one case: a recorded postback that sent no amount
+(a pending one, before the platform knows the payout) takes the amount of the first
+later postback of its pair that sends one, when the partner allows status updates,
+with that postback's currency and commission where the recorded one sent none
+(`amount_fills`). A later postback of the pair that sends a different amount,
+currency or commission than these is a conflicting duplicate: the recorded values are
 kept, its status step (if any) is applied as usual, and it is counted in
 `conflicting_duplicates` and listed in postback_issues, so a reused transaction id
 is never silently merged. `counts` is true only for an approved conversion of a
@@ -38,6 +42,8 @@ from pipeline import fx
 from pipeline.errors import InconsistentEvent
 from pipeline.money import MONEY, mul, percent_of
 from pipeline.schemas import polars_schema
+from pipeline.surveys import with_campaigns, with_survey_ids
+from receiver.contract.config import Config
 from receiver.contract.params import UUID_PATTERN
 
 KEY = ["click_id", "transaction_id"]
@@ -157,18 +163,47 @@ def _conflict_detail(row: dict) -> str:
             "separate conversion needs a distinct transaction_id.")
 
 
-def duplicate_conflicts(postbacks: pl.DataFrame) -> pl.DataFrame:
-    """Every `duplicate` postback whose sent amount, currency or commission differs from the recorded one.
+def amount_fills(postbacks: pl.DataFrame) -> pl.DataFrame:
+    """The amount a pair's recorded postback lacked, from the first later postback of the pair
+    that sent one, when the partner allows status updates (the later postback's own snapshot,
+    else the recorded one's): a pending postback without payout, then the approval with it.
+
+    Columns: click_id, transaction_id, fill_seq, fill_amount, fill_currency (the later
+    postback's currency when it sent one and the recorded one did not, else null),
+    fill_commission (likewise).
+    """
+    postbacks = with_pair_keys(postbacks)
+    recorded = postbacks.filter((pl.col("result") == "recorded") & ~pl.col("amount_sent").fill_null(False)).select(
+        *KEY, pl.col("status_updates").alias("rec_status_updates"),
+        (pl.col("currency_source") == "param").fill_null(False).alias("rec_currency_sent"),
+        pl.col("commission_sent").fill_null(False).alias("rec_commission_sent"))
+    later = (postbacks.filter((pl.col("result") == "duplicate") & pl.col("amount_sent").fill_null(False))
+             .join(recorded, on=KEY, how="inner")
+             .filter(pl.coalesce("status_updates", "rec_status_updates").fill_null(False))
+             .sort("seq").group_by(KEY, maintain_order=True).first())
+    return later.select(
+        *KEY, pl.col("seq").alias("fill_seq"), pl.col("amount").alias("fill_amount"),
+        pl.when((pl.col("currency_source") == "param") & ~pl.col("rec_currency_sent")).then(pl.col("currency"))
+        .otherwise(None).alias("fill_currency"),
+        pl.when(pl.col("commission_sent").fill_null(False) & ~pl.col("rec_commission_sent"))
+        .then(pl.col("commission")).otherwise(None).alias("fill_commission"))
+
+
+def duplicate_conflicts(postbacks: pl.DataFrame, fills: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every `duplicate` postback whose sent amount, currency or commission differs from the recorded one
+    (with the amount a later postback gave it: `amount_fills`).
 
     Only what the duplicate actually sent is compared (the receiver fills a missing
     amount with 0 and a missing currency with the offer's), so a bare status update
     never conflicts. Decimals compare by value: 10 equals 10.00.
     Columns: event_id, click_id, transaction_id, seq, conflict_detail.
     """
+    fills = amount_fills(postbacks) if fills is None else fills
     postbacks = with_pair_keys(postbacks)
-    recorded = postbacks.filter(pl.col("result") == "recorded").select(
-        *KEY, pl.col("seq").alias("rec_seq"), pl.col("amount").alias("rec_amount"),
-        pl.col("currency").alias("rec_currency"), pl.col("commission").alias("rec_commission"))
+    recorded = postbacks.filter(pl.col("result") == "recorded").join(fills, on=KEY, how="left").select(
+        *KEY, pl.col("seq").alias("rec_seq"), pl.coalesce("fill_amount", "amount").alias("rec_amount"),
+        pl.coalesce("fill_currency", "currency").alias("rec_currency"),
+        pl.coalesce("fill_commission", "commission").alias("rec_commission"))
     dupes = postbacks.filter(pl.col("result") == "duplicate").join(recorded, on=KEY, how="inner")
     dupes = dupes.with_columns(
         pl.col("amount_sent").fill_null(False),
@@ -196,10 +231,12 @@ class PairHistory:
 
     steps: pl.DataFrame
     conflicts: pl.DataFrame
+    fills: pl.DataFrame  # amount_fills
 
 
 def pair_history(postbacks: pl.DataFrame) -> PairHistory:
-    return PairHistory(status_steps(postbacks), duplicate_conflicts(postbacks))
+    fills = amount_fills(postbacks)
+    return PairHistory(status_steps(postbacks), duplicate_conflicts(postbacks, fills), fills)
 
 
 def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> pl.DataFrame:
@@ -224,16 +261,42 @@ def fold_status(postbacks: pl.DataFrame, history: PairHistory | None = None) -> 
             .with_columns(pl.col("duplicates").fill_null(0), pl.col("conflicting_duplicates").fill_null(0)))
 
 
+def not_counted_reason(status: pl.Expr) -> pl.Expr:
+    """Why a conversion with `status` would not count (null when it counts), over the columns of
+    the conversions table. The table applies it to the current status; the forwarder
+    (pipeline.forwarding) to `approved`, to know whether an approval that was later reversed
+    counted while it stood. A known click has a clicked_at; a share with a currency but no
+    base amount lacks its fx rate."""
+    expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
+    return (pl.when(status == "unknown").then(pl.lit("unknown_status"))
+            .when(status != "approved").then(status)
+            .when(pl.col("clicked_at").is_null()).then(pl.lit("click_unknown"))
+            .when(expired).then(pl.lit("click_expired"))
+            .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))
+            .when(pl.col("fx_rate").is_null() | pl.col("affiliate_payout_base").is_null())
+            .then(pl.lit("fx_missing"))
+            .otherwise(pl.lit(None, dtype=pl.String)))
+
+
 def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.DataFrame,
-                      base_currency: str, history: PairHistory | None = None) -> pl.DataFrame:
-    """The conversions table (see the module docstring for the rules)."""
-    recorded = with_pair_keys(postbacks.filter(pl.col("result") == "recorded")).select(
-        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent",
+                      base_currency: str, history: PairHistory | None = None,
+                      config: Config | None = None) -> pl.DataFrame:
+    """The conversions table (see the module docstring for the rules; survey ids are mapped to
+    campaigns with `config`'s [[survey_campaigns]], pipeline.surveys)."""
+    recorded = with_survey_ids(with_pair_keys(postbacks.filter(pl.col("result") == "recorded"))).select(
+        *KEY, pl.col("received_at").alias("converted_at"), "amount", "commission", "commission_sent", "survey_id",
         pl.col("currency").alias("pb_currency"), pl.col("partner_id").alias("pb_partner_id"),
         pl.col("offer_id").alias("pb_offer_id"), pl.col("affiliate_id").alias("pb_affiliate_id"),
         pl.col("user_id").alias("pb_user_id"), pl.col("product_id").alias("pb_product_id"),
         pl.col("click_source").alias("pb_click_source"), "dialect", "event_id", "seq",
     )
+    history = history or pair_history(postbacks)
+    recorded = recorded.join(history.fills, on=KEY, how="left").with_columns(
+        pl.coalesce("fill_amount", "amount").alias("amount"),
+        pl.coalesce("fill_commission", "commission").alias("commission"),
+        (pl.col("commission_sent") | pl.col("fill_commission").is_not_null()).alias("commission_sent"),
+        pl.coalesce("fill_currency", "pb_currency").alias("pb_currency"),
+    ).drop("fill_seq", "fill_amount", "fill_currency", "fill_commission")
     folded = fold_status(postbacks, history)
     click_cols = clicks.select(
         "click_id", "clicked_at", "expires_at", pl.col("source").alias("click_source"), "partner_id", "offer_id",
@@ -253,6 +316,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
         pl.coalesce("commission_sent", pl.col("commission") > 0).alias("commission_sent"),
         pl.col("converted_at").dt.date().alias("day"),
     )
+    conv = with_campaigns(conv, config)
     conv = fx.attach_rate(conv, day="day", currency="currency", rates=rates, base_currency=base_currency,
                           rate_col="fx_rate", date_col="fx_date")
     payout_source = (pl.when(pl.col("commission_sent")).then(pl.lit("commission"))
@@ -275,15 +339,7 @@ def build_conversions(postbacks: pl.DataFrame, clicks: pl.DataFrame, rates: pl.D
     conv = fx.attach_rate(conv, day="day", currency="affiliate_payout_currency", rates=rates,
                           base_currency=base_currency, rate_col="payout_fx_rate", date_col="payout_fx_date")
     conv = conv.with_columns(mul(pl.col("affiliate_payout"), pl.col("payout_fx_rate")).alias("affiliate_payout_base"))
-    expired = pl.col("expires_at").is_not_null() & (pl.col("converted_at") > pl.col("expires_at"))
-    reason = (pl.when(pl.col("status") == "unknown").then(pl.lit("unknown_status"))
-              .when(pl.col("status") != "approved").then(pl.col("status"))
-              .when(~pl.col("click_known")).then(pl.lit("click_unknown"))
-              .when(expired).then(pl.lit("click_expired"))
-              .when(pl.col("affiliate_payout_source").is_null()).then(pl.lit("no_offer_terms"))
-              .when(pl.col("fx_rate").is_null() | pl.col("payout_fx_rate").is_null()).then(pl.lit("fx_missing"))
-              .otherwise(pl.lit(None, dtype=pl.String)))
-    conv = conv.with_columns(reason.alias("not_counted_reason")).with_columns(
+    conv = conv.with_columns(not_counted_reason(pl.col("status")).alias("not_counted_reason")).with_columns(
         pl.col("not_counted_reason").is_null().alias("counts"),
         pl.lit(base_currency).alias("base_currency"),
     )

@@ -21,7 +21,10 @@ Sources:
   counted), or a seed dialect's value outside the seed vocabulary (counted as rejected, seed
   003). The detail names the value and the config.toml line that would map it. It takes the
   place of a duplicate's `duplicate`, `status_is_final` or `status_change_not_allowed`; a
-  conflicting duplicate and a counting reason keep theirs.
+  conflicting duplicate and a counting reason keep theirs;
+- recorded conversions whose survey id the partner's [[survey_campaigns]] map to no campaign
+  (`unmapped_survey`, pipeline.surveys): kept and counted as any other; the detail gives the
+  config lines that would map it; a row of its own (a postback has one row per issue).
 """
 
 from __future__ import annotations
@@ -31,11 +34,20 @@ import polars as pl
 from pipeline.conversions import PairHistory, pair_history
 from pipeline.nearest import NearestClickIndex, index_for
 from pipeline.schemas import polars_schema
+from pipeline.sent_issues import (
+    AMOUNT_NOT_RECOGNISED,
+    REPEATED_PARAMETER,
+    UNSUBSTITUTED_MACRO,
+    amounts_not_recognised,
+    partner_lines,
+    repeated_parameters,
+    unfilled_macros,
+)
+from pipeline.surveys import unmapped_surveys
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.config import Config
-from receiver.contract.params import STATUS_MAP, click_id_shape
+from receiver.contract.params import STATUS_MAP, click_id_shape, looks_like_macro
 from receiver.contract.profiles import PROFILE_DIALECT
-from receiver.contract.toml_lines import TomlLocator
 
 # Reasons a click id we did not find is told apart into, by its shape (receiver.contract.params.click_id_shape,
 # which also words the receiver's click_not_found message).
@@ -66,6 +78,7 @@ ERROR_REASONS = {
     "signature_required": "signature_required",
     "invalid_signature": "invalid_signature",
     "signature_expired": "signature_expired",
+    "unsubstituted_macro": UNSUBSTITUTED_MACRO,
     "invalid_amount": "invalid_amount",
     "invalid_commission": "invalid_commission",
     "invalid_currency": "invalid_currency",
@@ -97,10 +110,14 @@ AUTH_REASONS = ("ip_not_allowed", "signature_required", "invalid_signature", "si
 COUNTING_REASONS = ("fx_missing", "click_unknown", "click_expired", "no_offer_terms")
 DUPLICATE_REASONS = ("duplicate", "conflicting_duplicate", "status_is_final", "status_change_not_allowed")
 UNKNOWN_STATUS = "unknown_status"
+UNMAPPED_SURVEY = "unmapped_survey"
 # The reasons an unknown status takes the place of: they say only that the status did not move.
 UNKNOWN_REPLACES = ("duplicate", "status_is_final", "status_change_not_allowed")
 # A postback record with neither a result nor an error (postbacks.result says "unanswered").
 UNANSWERED = "unanswered"
+# The records postback_issues lists, and the columns of theirs it reads beyond its own.
+ISSUE_KINDS = ("postback", "unrouted", "http_error")
+ISSUE_EVENT_COLUMNS = ("repeated_params", "macro_field", "macro_param", "macro", "server_reason")
 
 
 def reasons_for_code(code: str) -> tuple[str, ...]:
@@ -117,7 +134,8 @@ def reasons_for_code(code: str) -> tuple[str, ...]:
 REASONS: tuple[str, ...] = tuple(dict.fromkeys([
     *CLICK_ID_REASONS.values(),
     *(reason for code in HTTP_STATUS for reason in reasons_for_code(code)),
-    *DUPLICATE_REASONS, *COUNTING_REASONS, UNKNOWN_STATUS, "test_postback", UNANSWERED,
+    *DUPLICATE_REASONS, *COUNTING_REASONS, UNKNOWN_STATUS, UNMAPPED_SURVEY, "test_postback", UNANSWERED,
+    AMOUNT_NOT_RECOGNISED, REPEATED_PARAMETER,
 ]))
 
 DETAILS = {
@@ -133,8 +151,14 @@ DETAILS = {
     "reversal_original_not_found": "Refused: a reversal (a negative amount) names a transaction this click has "
                                    "no conversion for; the platform retries it, and it applies once the "
                                    "conversion is recorded.",
+    AMOUNT_NOT_RECOGNISED: "Booked without an amount (0), while it sent a money-looking parameter the "
+                           "partner's parameters do not read.",
+    REPEATED_PARAMETER: "A parameter was sent more than once with different values; the first was used and "
+                        "every value is kept in custom_data.",
     UNKNOWN_STATUS: "A status value the partner's mapping does not know: a profile partner's conversion with it "
                     "does not count; a seed dialect counts it as rejected (seed 003).",
+    UNMAPPED_SURVEY: "Recorded with a survey id (survey_id or offer_id) that the partner's [[survey_campaigns]] "
+                     "map to no campaign: the conversion is kept and counts as any other, with no campaign_id.",
     "key_of_another_partner": "The api key belongs to another partner than the one owning the click's offer.",
     "wrong_api_key": "The api key belongs to no partner (wrong, or regenerated).",
     "missing_api_key": "No api key was sent (api_key parameter, X-API-Key header, or in the path).",
@@ -204,6 +228,14 @@ DETAILS = {
 }
 
 
+def click_id_issue() -> pl.Expr:
+    """postback_issues rows about the click id: missing, unknown, malformed, or an unfilled macro
+    (an unsubstituted_macro row about another field, e.g. a transaction id, is not one)."""
+    macro_id = pl.col("click_id").map_elements(looks_like_macro, return_dtype=pl.Boolean, skip_nulls=True)
+    return (pl.col("reason").is_in([r for r in CLICK_ID_REASONS.values() if r != UNSUBSTITUTED_MACRO])
+            | ((pl.col("reason") == UNSUBSTITUTED_MACRO) & macro_id.fill_null(False)))
+
+
 def classify_click_id(click_id: str | None, index: NearestClickIndex) -> tuple[str, str | None]:
     """(reason, nearest known click id) for a click id we did not find."""
     shape = click_id_shape(click_id)
@@ -251,23 +283,11 @@ def unknown_statuses(postbacks: pl.DataFrame, config: Config | None) -> pl.DataF
         & pl.when(profile).then(pl.col("status") == "unknown")
         .otherwise(raw.is_not_null() & (raw != "") & ~raw.is_in(list(STATUS_MAP))).fill_null(False)
     ).with_columns(pl.coalesce("key_partner_id", "partner_id").alias("_partner"), profile.alias("_profile"))
-    lines = _partner_lines(config)
+    lines = partner_lines(config, ("statuses",))
     texts = {key: _unknown_text(*key, config, lines)
              for key in unknown.select("_partner", "status_raw", "_profile").unique().iter_rows()}
     details = [texts[key] for key in unknown.select("_partner", "status_raw", "_profile").iter_rows()]
     return unknown.select("event_id").with_columns(pl.Series("unknown_detail", details, dtype=pl.String))
-
-
-def _partner_lines(config: Config | None) -> dict[str, tuple[str, int | None]]:
-    """partner id -> (config file name, line of its [partners.statuses], else of its [[partners]])."""
-    if config is None or config.path is None:
-        return {}
-    try:
-        locate = TomlLocator(config.path.read_text(encoding="utf-8"))
-    except OSError:
-        return {}
-    return {partner_id: (config.path.name, locate.line_of_path("partners", i, ("statuses",)))
-            for i, partner_id in enumerate(config.partners)}
 
 
 def _unknown_text(partner_id: str | None, raw: str, profile: bool, config: Config | None,
@@ -285,6 +305,36 @@ def _unknown_text(partner_id: str | None, raw: str, profile: bool, config: Confi
     return (f"Status {raw!r} is not in the seed vocabulary: counted as rejected (seed 003). To map it, give "
             f"partner {partner_id!r} ({at}) a [partners.statuses] table with \"{value}\" and send its postbacks "
             "to its own /postback/{key} URL.")
+
+
+MACRO_DETAIL = "A value is a macro the partner's tracker did not fill in: "
+MACRO_FIX = (" Fix the macro in the postback URL (use the one the platform documents for that value); a recorded "
+             "postback keeps the text as sent.")
+
+
+def _with_macros(listed: pl.DataFrame, postbacks: pl.DataFrame, events: pl.DataFrame
+                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(`listed` with its unsubstituted_macro rows naming every field that holds a macro, the
+    unsubstituted_macro rows of the other postbacks with one).
+
+    A click id refused as click_not_found because it is a macro keeps the detail that says so,
+    unless another field holds one too.
+    """
+    found = unfilled_macros(postbacks, events)
+    named = found.group_by("event_id", maintain_order=True).agg(
+        pl.col("macro_text").str.join("; ").alias("_macros"),
+        (pl.col("field") != "click_id").any().alias("_beyond_click_id"))
+    is_macro = pl.col("reason") == UNSUBSTITUTED_MACRO
+    name_them = is_macro & pl.col("_macros").is_not_null() & (
+        (pl.col("error") != "click_not_found").fill_null(True) | pl.col("_beyond_click_id"))
+    listed = listed.join(named, on="event_id", how="left").with_columns(
+        pl.when(name_them).then(pl.concat_str(pl.col("_macros"), pl.lit(".")))
+        .otherwise(pl.col("own_detail")).alias("own_detail")).drop("_macros", "_beyond_click_id")
+    others = named.join(listed.filter(is_macro).select("event_id"), on="event_id", how="anti")
+    rows = postbacks.join(others, on="event_id", how="inner").with_columns(
+        pl.lit(UNSUBSTITUTED_MACRO).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+        pl.concat_str(pl.col("_macros"), pl.lit(".")).alias("own_detail"))
+    return listed, rows
 
 
 def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataFrame,
@@ -338,9 +388,17 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
                                   on="event_id", how="inner").with_columns(
         pl.lit(UNKNOWN_STATUS).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
         pl.col("unknown_detail").alias("own_detail"))
+    listed, macro_rows = _with_macros(listed, postbacks, events)
+    sent = pl.concat([amounts_not_recognised(postbacks, config), repeated_parameters(postbacks, events)])
+    sent_rows = postbacks.join(sent, on="event_id", how="inner").with_columns(
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"))
+    # An unmapped survey id is a row of its own (a conversion may be listed for other reasons too).
+    unmapped_rows = postbacks.join(unmapped_surveys(conversions, config), on="event_id", how="inner").with_columns(
+        pl.lit(UNMAPPED_SURVEY).alias("reason"), pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+        pl.col("unmapped_detail").alias("own_detail"))
     from_postbacks = pl.concat([
-        listed.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
-        unknown_rows.select(*base_cols, "reason", "nearest_click_id", "own_detail"),
+        frame.select(*base_cols, "reason", "nearest_click_id", "own_detail")
+        for frame in (listed, unknown_rows, macro_rows, sent_rows, unmapped_rows)
     ]).join(events.select("event_id", "kind", "path", "remote_addr", "forwarded_for"), on="event_id", how="left")
     from_postbacks = from_postbacks.with_columns(
         pl.when(pl.col("reason").is_in(AUTH_REASONS)).then(sender_text()).otherwise(pl.col("own_detail"))
@@ -357,12 +415,25 @@ def build_issues(events: pl.DataFrame, postbacks: pl.DataFrame, clicks: pl.DataF
         pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
     )
     unrouted = unrouted.with_columns(pl.lit(None, dtype=pl.String).alias("own_detail"))
-    rows = pl.concat([from_postbacks.select(*list(schema)[:-1], "own_detail"),
-                      unrouted.select(*list(schema)[:-1], "own_detail")], how="vertical_relaxed")
+    # Requests the HTTP server refused before any route: support sees them with their code.
+    server_said = pl.concat_str(pl.lit("The server said: "), pl.col("server_reason"), pl.lit("."))
+    http_errors = events.filter(pl.col("kind") == "http_error").join(
+        click_partner, on="click_id", how="left").with_columns(
+        pl.coalesce("partner_id", "key_partner_id", "click_partner_id").alias("partner_id"),
+        pl.coalesce("result", "error").alias("result"),
+        pl.col("error").replace_strict(ERROR_REASONS, default=pl.col("error"), return_dtype=pl.String)
+        .fill_null(pl.lit(UNANSWERED)).alias("reason"),
+        pl.lit(None, dtype=pl.String).alias("nearest_click_id"),
+        (server_said if "server_reason" in events.columns else pl.lit(None, dtype=pl.String)).alias("own_detail"),
+    )
+    rows = pl.concat([frame.select(*list(schema)[:-1], "own_detail") for frame in (from_postbacks, unrouted, http_errors)],
+                     how="vertical_relaxed")
     detail = pl.col("reason").replace_strict(DETAILS, default=None, return_dtype=pl.String)
     generic = pl.coalesce(detail, pl.concat_str(pl.lit("Refused with "), pl.col("reason"), pl.lit(".")))
     rows = rows.with_columns(
         pl.when(pl.col("reason") == "conflicting_duplicate").then(pl.col("own_detail"))
+        .when((pl.col("reason") == UNSUBSTITUTED_MACRO) & pl.col("own_detail").is_not_null())
+        .then(pl.concat_str(pl.lit(MACRO_DETAIL), pl.col("own_detail"), pl.lit(MACRO_FIX)))
         .when(pl.col("own_detail").is_not_null()).then(pl.concat_str(generic, pl.lit(" "), pl.col("own_detail")))
         .otherwise(generic).alias("detail")).drop("own_detail")
     rows = rows.with_columns(
@@ -378,10 +449,19 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
     ("empty_click_id", "Postback answers click_id_required",
      "The click_id / cid parameter is missing or empty in the postback",
      "Put the click id macro of your platform in the postback URL: ...&click_id={click_id}"),
-    ("unsubstituted_macro", "Postback answers click_not_found; the click id reads like {click_id}",
-     "The tracker sent its macro text instead of filling it in (wrong macro name for that platform)",
-     "Use the macro your platform documents for the click id we passed (e.g. {clickid}, {sub1}); "
-     "send a test postback and check the click id is a UUID"),
+    ("unsubstituted_macro", "Postback answers 400 unsubstituted_macro (a profile's click id, or any amount), or "
+     "click_not_found with a click id like {click_id}; or an issue names a transaction id or status like [txid]",
+     "The tracker sent its macro text instead of filling it in (a wrong macro name for that platform, in any "
+     "syntax: {x}, [x], ##X##, %X%, (x)...)",
+     "Use the macro your platform documents for that value (e.g. {clickid}, {sub1}, {payout}); `clickledger "
+     "partner check` shows each parameter read; send a test postback and check the values are real"),
+    (AMOUNT_NOT_RECOGNISED, "A conversion shows amount 0 although the partner says it paid",
+     "The partner sends the amount under a name the receiver does not read (sum, revenue, payout_usd...)",
+     "Add the name to the partner's [partners.params] amount = [...] (the detail names the config.toml line), or "
+     "ask the partner to send amount; resend or correct the postbacks already booked with 0"),
+    (REPEATED_PARAMETER, "A postback carries the same parameter twice with different values",
+     "The platform's URL template or form repeats a parameter (e.g. two click_id macros)",
+     "Remove the repeat from the postback URL; the first value was used, custom_data keeps them all"),
     ("malformed_click_id", "Postback answers click_not_found; the id is not a UUID",
      "The id was cut or altered on the way (truncated field, URL-encoding, another parameter's value)",
      "Store the click_id from our redirect unchanged and send it back as is; nearest_click_id shows "
@@ -400,6 +480,12 @@ FIX_GUIDE: tuple[tuple[str, str, str, str], ...] = (
      "The partner sends a status value its [partners.statuses] mapping does not list (e.g. Keitaro's sale)",
      "Add the value to approved, pending or rejected in the partner's [partners.statuses] (the detail names the "
      "config.toml line) and run the pipeline again: the log keeps the raw status, so history is corrected"),
+    (UNMAPPED_SURVEY, "A conversion shows survey_id but no campaign_id (campaign_match unmapped)",
+     "The partner sent a survey id (survey_id or offer_id) that none of its [[survey_campaigns]] entries maps: "
+     "a new survey, or an id outside the patterns",
+     "Add a [[survey_campaigns]] entry with the partner, the survey_id (or a pattern) and our offer as "
+     "campaign_id, or default = true for the partner (the detail gives the config.toml line and the entry), "
+     "and run the pipeline again: history is corrected"),
     ("click_expired", "Postback answers click_expired",
      "The conversion came after the offer's click lifetime (click_ttl_hours)",
      "Send postbacks within the click lifetime, or ask us to extend it for this offer"),

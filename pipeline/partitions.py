@@ -60,8 +60,10 @@ EARNINGS, EARNINGS_KEY = "earnings", "day"
 BY_CLICK_DAY = tuple(t for t in PARTITIONED if t != EARNINGS)
 
 PART_FILE = "part.parquet"
-LAYOUT_VERSION = 2  # bump when routing or the partitions' layout changes: the next run re-derives all
-ROUTED_KINDS = ("click", "postback", "unrouted")  # and every other row with a click id (the click story's index)
+# bump when routing or the partitions' layout changes: the next run re-derives all
+LAYOUT_VERSION = 3  # 3: http_error rows routed (postback_issues lists them)
+ROUTED_KINDS = ("click", "postback", "unrouted", "http_error")  # (the kinds postback_issues lists, and clicks)
+# and every other row with a click id (the click story's index)
 
 
 def partition_dir(table_dir: Path, day: date) -> Path:

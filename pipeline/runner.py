@@ -25,7 +25,7 @@ from pathlib import Path
 import polars as pl
 
 from pipeline import partitions, schemas
-from pipeline.conversions import build_conversions, check_consistency, pair_history
+from pipeline.conversions import PairHistory, build_conversions, check_consistency, pair_history
 from pipeline.earnings import build_earnings
 from pipeline.errors import (
     InconsistentEvent,
@@ -34,8 +34,9 @@ from pipeline.errors import (
     PipelineError,
 )
 from pipeline.events import build_clicks, build_postbacks
+from pipeline.forwarding.tables import build_delivery_tables
 from pipeline.fx import read_fx_rates
-from pipeline.issues import build_issues
+from pipeline.issues import ISSUE_EVENT_COLUMNS, ISSUE_KINDS, build_issues
 from pipeline.nearest import index_for
 from pipeline.staging import STAGED_SCHEMA, StagedLog, stage_log
 from pipeline.wallet import CreditReport, build_wallet_tables, credit_batch
@@ -135,7 +136,7 @@ def postback_columns() -> list[str]:
 
 def issue_columns() -> list[str]:
     wanted = {*schemas.polars_schema("postback_issues"), "event_id", "kind", "path", "remote_addr", "forwarded_for",
-              "partner_id", "key_partner_id", "result", "error", "click_id", "seq"}
+              "partner_id", "key_partner_id", "result", "error", "click_id", "seq", *ISSUE_EVENT_COLUMNS}
     return [c for c in STAGED_SCHEMA if c in wanted]
 
 
@@ -146,12 +147,23 @@ def load_pipeline_config(data_dir: str | os.PathLike[str]) -> Config:
         raise PipelineConfigError(str(exc)) from None
 
 
-def derive_log_tables(staged: StagedLog, config: Config, rates: pl.DataFrame,
-                      nearest_candidates: pl.DataFrame | None = None) -> tuple[pl.DataFrame, ...]:
-    """(clicks, postbacks, conversions, earnings, postback_issues) of these staged rows, each
-    validated: of the whole log (`derive`) or of one click day's routed rows (pipeline.partitions).
-    `nearest_candidates` (click_id) adds the known clicks of other days that the nearest-click
-    search may answer with."""
+@dataclass
+class DerivedConversions:
+    """The clicks, postbacks, status history and conversions of some staged rows: what every
+    table and the forwarder (pipeline.forwarding) start from, derived one way only."""
+
+    config: Config
+    rates: pl.DataFrame
+    staged: StagedLog
+    clicks: pl.DataFrame
+    postbacks: pl.DataFrame
+    history: PairHistory
+    conversions: pl.DataFrame
+
+
+def derive_staged_conversions(staged: StagedLog, config: Config, rates: pl.DataFrame) -> DerivedConversions:
+    """Clicks, postbacks, their status history and the conversions of these staged rows, each
+    validated: of the whole log or of one batch of click days (pipeline.partitions)."""
     # each table reads only its rows and columns of the staged log (all of it would not fit in memory)
     clicks = schemas.validate("clicks", build_clicks(staged.select(CLICK_COLUMNS, ("click",)), config))
     # the statuses of profile partners are mapped here, with this run's config: never cached
@@ -159,27 +171,35 @@ def derive_log_tables(staged: StagedLog, config: Config, rates: pl.DataFrame,
                                                               config))
     history = pair_history(postbacks)  # status steps and conflicts: for the conversions and the issues
     conversions = schemas.validate(
-        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history))
+        "conversions", build_conversions(postbacks, clicks, rates, config.base_currency, history, config))
     recorded = postbacks.filter(pl.col("result") == "recorded").height
     if conversions.height != recorded:  # the derivation itself must never lose or invent one
         raise PipelineError(f"internal error: {recorded} recorded postbacks but {conversions.height} conversions")
+    return DerivedConversions(config, rates, staged, clicks, postbacks, history, conversions)
+
+
+def derive_log_tables(staged: StagedLog, config: Config, rates: pl.DataFrame,
+                      nearest_candidates: pl.DataFrame | None = None) -> tuple[pl.DataFrame, ...]:
+    """(clicks, postbacks, conversions, earnings, postback_issues) of these staged rows, each
+    validated: of the whole log (`derive`) or of one click day's routed rows (pipeline.partitions).
+    `nearest_candidates` (click_id) adds the known clicks of other days that the nearest-click
+    search may answer with."""
+    core = derive_staged_conversions(staged, config, rates)
+    clicks, postbacks, conversions = core.clicks, core.postbacks, core.conversions
     earnings = schemas.validate("earnings", build_earnings(conversions))
-    issue_events = staged.select(issue_columns(), ("postback", "unrouted"))
+    issue_events = staged.select(issue_columns(), ISSUE_KINDS)
     known = clicks
     if nearest_candidates is not None and nearest_candidates.height:
         others = nearest_candidates.join(clicks.select("click_id"), on="click_id", how="anti")
         known = pl.concat([clicks.select("click_id", "partner_id"),
                            others.select("click_id", pl.lit(None, dtype=pl.String).alias("partner_id"))])
-    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, known, conversions, history,
-                                                              config))
+    issues = schemas.validate("postback_issues", build_issues(issue_events, postbacks, known, conversions,
+                                                              core.history, config))
     return clicks, postbacks, conversions, earnings, issues
 
 
-def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, progress: Progress | None = None,
-           use_cache: bool = True) -> tuple[dict[str, pl.DataFrame], RunSummary]:
-    """Every table derived from the log (validated and consistency-checked), without writing them."""
-    data_dir = Path(data_dir)
-    data = DataDir(data_dir)
+def _stage_for_derive(data: DataDir, *, skip_corrupt: bool, progress: Progress | None,
+                      use_cache: bool) -> tuple[Config, pl.DataFrame, StagedLog]:
     config = load_pipeline_config(data)
     fx_path = data.fx_rates_path
     rates = read_fx_rates(fx_path)
@@ -191,8 +211,29 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
     problems = check_consistency(staged.rows)
     if problems:
         raise PipelineConsistencyError(problems)
+    return config, rates, staged
+
+
+def derive_conversions(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False,
+                       progress: Progress | None = None, use_cache: bool = True) -> DerivedConversions:
+    """Clicks, postbacks, their status history and the conversions of the whole log (validated
+    and consistency-checked), without the other tables: what the forwarder plans from."""
+    config, rates, staged = _stage_for_derive(DataDir(data_dir), skip_corrupt=skip_corrupt, progress=progress,
+                                              use_cache=use_cache)
+    return derive_staged_conversions(staged, config, rates)
+
+
+def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, progress: Progress | None = None,
+           use_cache: bool = True) -> tuple[dict[str, pl.DataFrame], RunSummary]:
+    """Every table derived from the log (validated and consistency-checked), without writing them."""
+    data_dir = Path(data_dir)
+    data = DataDir(data_dir)
+    fx_path = data.fx_rates_path
+    config, rates, staged = _stage_for_derive(data, skip_corrupt=skip_corrupt, progress=progress,
+                                              use_cache=use_cache)
     clicks, postbacks, conversions, earnings, issues = derive_log_tables(staged, config, rates)
     wallet_credits, wallet_balances = build_wallet_tables(data_dir)
+    deliveries, delivery_attempts = build_delivery_tables(data_dir, config)
     tables = {
         "clicks": clicks,
         "postbacks": postbacks,
@@ -202,6 +243,8 @@ def derive(data_dir: str | os.PathLike[str], *, skip_corrupt: bool = False, prog
         "wallet_credits": schemas.validate("wallet_credits", wallet_credits),
         "wallet_balances": schemas.validate("wallet_balances", wallet_balances),
         "fx_rates": rates,
+        "deliveries": schemas.validate("deliveries", deliveries),
+        "delivery_attempts": schemas.validate("delivery_attempts", delivery_attempts),
     }
     counted = conversions.filter(pl.col("counts"))
     summary = RunSummary(
@@ -329,9 +372,12 @@ def _run_partitioned(data: DataDir, *, skip_corrupt: bool,
         if routes_part is not None:
             routes_part.unlink(missing_ok=True)
     wallet_credits, wallet_balances = build_wallet_tables(data.root)
+    deliveries, delivery_attempts = build_delivery_tables(data.root, config)
     write_tables(data.warehouse_dir, {"wallet_credits": schemas.validate("wallet_credits", wallet_credits),
                                       "wallet_balances": schemas.validate("wallet_balances", wallet_balances),
-                                      "fx_rates": rates})
+                                      "fx_rates": rates,
+                                      "deliveries": schemas.validate("deliveries", deliveries),
+                                      "delivery_attempts": schemas.validate("delivery_attempts", delivery_attempts)})
     summary = _summarize(data, config.base_currency, staged, fx_missing=not fx_path.exists())
     summary.wallet_entries = wallet_credits.height
     summary.written = True

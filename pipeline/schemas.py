@@ -157,6 +157,15 @@ class Conversions(_Base):
     user_id: str = pa.Field(nullable=True)
     product_id: str = pa.Field(nullable=True)
     click_source: str = pa.Field(nullable=True, description="link | earn")
+    survey_id: str = pa.Field(nullable=True, description="the partner's survey id as sent: a profile's survey_id, "
+                              "else the survey_id parameter, else a profile's offer_id, else the offer_id "
+                              "parameter (seed 001); null when none was sent")
+    campaign_id: str = pa.Field(nullable=True, description="our offer (campaign) the survey id maps to by the "
+                                "partner's [[survey_campaigns]] at this run; null when unmapped or no survey id")
+    campaign_match: str = pa.Field(nullable=True, isin=["exact", "pattern", "default", "unmapped"],
+                                   description="how survey_id mapped: exact, pattern, default, or unmapped "
+                                   "(postback_issues: unmapped_survey); null when the partner maps no survey "
+                                   "ids or none was sent")
     clicked_at: UtcTime = pa.Field(nullable=True, description="UTC; null when the click is unknown")
     expires_at: UtcTime = pa.Field(nullable=True, description="click expiry, UTC; null = never")
     dialect: str = pa.Field(nullable=True)
@@ -192,10 +201,13 @@ class Earnings(_Base):
 
 
 class PostbackIssues(_Base):
-    event_id: str = pa.Field(unique=True)
+    event_id: str = pa.Field(description="log record of the request (one row per issue: a request may have "
+                             "several, e.g. an amount_not_recognised and a repeated_parameter)")
     seq: int = pa.Field()
     received_at: UtcTime = pa.Field(description="UTC, microseconds")
-    kind: str = pa.Field(isin=["postback", "unrouted"])
+    kind: str = pa.Field(isin=["postback", "unrouted", "http_error"],
+                         description="postback, unrouted (a wrong path), or http_error (refused by the HTTP "
+                                     "server before any route)")
     route: str = pa.Field(nullable=True)
     path: str = pa.Field(nullable=True)
     method: str = pa.Field(nullable=True)
@@ -215,6 +227,9 @@ class PostbackIssues(_Base):
     reason: str = pa.Field(description="what support can act on (see docs/pipeline.md, postback_issues)")
     nearest_click_id: str = pa.Field(nullable=True, description="a known click id close to the one sent")
     detail: str = pa.Field(description="one sentence for support")
+
+    class Config:
+        unique = ["event_id", "reason"]
 
 
 class WalletCredits(_Base):
@@ -244,6 +259,56 @@ class WalletBalances(_Base):
     last_entry_at: UtcTime = pa.Field(nullable=True)
 
 
+DELIVERY_STATES = ["pending", "delivered", "failed", "exhausted", "stopped"]
+FORWARD_EVENTS = ["pending", "approved", "rejected", "reversed"]
+
+
+class Deliveries(_Base):
+    delivery_id: str = pa.Field(unique=True, description="stable hash of (conversion, event, endpoint); the "
+                                "webhook-id header of every attempt")
+    click_id: str = pa.Field(description="the conversion's click id")
+    transaction_id: str = pa.Field(description="the conversion's transaction id")
+    event: str = pa.Field(isin=FORWARD_EVENTS, description="what the publisher is told")
+    affiliate: str = pa.Field(description="the publisher ([[affiliates]] id)")
+    endpoint: str = pa.Field(description="the endpoint's URL template, secrets masked")
+    endpoint_id: str = pa.Field(description="hash of the endpoint's method and URL template")
+    method: str = pa.Field(isin=["GET", "POST"])
+    url: str = pa.Field(description="the URL sent, secrets masked")
+    points: int = pa.Field(nullable=True, description="points credited (approved, > 0), taken back (reversed, "
+                           "< 0) or previewed (pending); null without points_per_unit")
+    attempts: int = pa.Field(ge=0, description="attempts so far")
+    last_http_status: int = pa.Field(nullable=True, description="HTTP status of the last attempt; null when none "
+                                     "or no answer")
+    last_error: str = pa.Field(nullable=True, description="why the last attempt failed (or waits)")
+    state: str = pa.Field(isin=DELIVERY_STATES, description="pending | delivered | failed | exhausted | stopped")
+    next_attempt_at: UtcTime = pa.Field(nullable=True, description="when it is attempted next, UTC; null when "
+                                        "delivered, exhausted or stopped")
+    planned_at: UtcTime = pa.Field(description="when the forwarder planned it, UTC")
+    delivered_at: UtcTime = pa.Field(nullable=True, description="when a 2xx came back, UTC")
+    step_at: UtcTime = pa.Field(description="when the status step it tells was recorded, UTC")
+    step_seq: int = pa.Field(description="log position of that status step")
+
+
+class DeliveryAttempts(_Base):
+    delivery_id: str = pa.Field()
+    attempt: int = pa.Field(ge=1, description="1, 2, ... in the delivery's life (resends continue the count)")
+    click_id: str = pa.Field()
+    transaction_id: str = pa.Field()
+    event: str = pa.Field(isin=FORWARD_EVENTS)
+    affiliate: str = pa.Field()
+    endpoint: str = pa.Field(description="URL template, secrets masked")
+    started_at: UtcTime = pa.Field(description="intent recorded, just before sending, UTC")
+    finished_at: UtcTime = pa.Field(nullable=True, description="answer or error, UTC; null when interrupted")
+    duration_ms: int = pa.Field(nullable=True, ge=0)
+    http_status: int = pa.Field(nullable=True, description="null: no answer (timeout, reset, refused...)")
+    error: str = pa.Field(nullable=True, description="why it failed; null on success")
+    outcome: str = pa.Field(isin=["delivered", "failed", "exhausted", "stopped", "interrupted"])
+    next_attempt_at: UtcTime = pa.Field(nullable=True, description="the next attempt it scheduled, UTC")
+
+    class Config:
+        unique = ["delivery_id", "attempt"]
+
+
 SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "clicks": Clicks,
     "postbacks": Postbacks,
@@ -253,6 +318,8 @@ SCHEMAS: dict[str, type[pa.DataFrameModel]] = {
     "wallet_credits": WalletCredits,
     "wallet_balances": WalletBalances,
     "fx_rates": FxRates,
+    "deliveries": Deliveries,
+    "delivery_attempts": DeliveryAttempts,
 }
 
 

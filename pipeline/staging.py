@@ -20,6 +20,11 @@ its bytes are decompressed in memory for the CRC check and DuckDB reads the .zst
 The cache key is the same in both forms (the segment's name, the size of its lines and
 the mtime, which compression keeps), so a segment compressed after it was staged is not
 staged again; rows name their segment by that name too, so they do not change either.
+
+Staging is where api keys leave: the raw members it keeps (path, query, referer, custom_data,
+an http_error's request line and header lines) hold a key only as its fingerprint
+(pipeline.secrets), so the cache and every table derived from it inherit that. The raw body
+is read (amount_sent) but never kept.
 """
 
 from __future__ import annotations
@@ -41,6 +46,7 @@ import polars as pl
 from pipeline import duck
 from pipeline.errors import CorruptLogError
 from pipeline.money import MONEY
+from pipeline.secrets import mask_column, mask_distinct, mask_headers, mask_json, mask_secrets
 from receiver.contract import record as log_record
 from receiver.contract.framing import (
     BadLine,
@@ -66,8 +72,10 @@ from receiver.contract.profiles import PROFILE_DIALECT
 
 log = logging.getLogger("clickledger.pipeline")
 
-STAGING_VERSION = 5  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
-# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them
+STAGING_VERSION = 7  # 2: amount_sent; 3: columns from the contract (client_ip, signature_present); 4: profiles;
+# 5: issue 12's fields (content_encoding, probe and http_error keys), bodies read as the receiver reads them;
+# 6: repeated_params and the unsubstituted macro of a refusal (macro_field, macro_param, macro)
+# 7: keys masked by their fingerprint (pipeline.secrets)
 STAGING_THREADS = 2  # segments staged at once (this is a 2-core budget)
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%S%.fZ"
 UTC_TS = pl.Datetime("us", "UTC")
@@ -190,6 +198,11 @@ def _json(value: Any) -> str | None:
     return orjson.dumps(value, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS).decode()
 
 
+def _custom_json(value: Any) -> str | None:
+    """custom_data as staged: sorted-key JSON text, every key in it masked."""
+    return None if value is None else _json(mask_json(value))
+
+
 def _row(record: dict[str, Any], segment: str, line_no: int) -> list[Any]:
     """One record as a row in RAW_SCHEMA order (written for speed: it runs once per event)."""
     get = record.get
@@ -202,7 +215,7 @@ def _row(record: dict[str, Any], segment: str, line_no: int) -> list[Any]:
     for name in _TOP_BOOL:
         value = get(name)
         row.append(value if value.__class__ is bool else None)
-    row.append(_json(get(CUSTOM_DATA)))
+    row.append(_custom_json(get(CUSTOM_DATA)))
     row.append(segment)
     row.append(line_no)
     for name in FIELD_TEXT:
@@ -266,11 +279,16 @@ def stage_rows(rows: list[list[Any]]) -> pl.DataFrame:
 
 
 def stage_rows_frame(raw: pl.DataFrame) -> pl.DataFrame:
-    """Typed staged frame from a RAW_SCHEMA frame."""
+    """Typed staged frame from a RAW_SCHEMA frame (custom_data already masked), keys masked."""
     return raw.with_columns(
         *(pl.col(name).str.to_datetime(TIME_FORMAT, time_unit="us", time_zone="UTC", strict=False)
           for name in _TIME_COLUMNS),
         *(pl.col(name).str.to_decimal(scale=8).cast(MONEY) for name in _DECIMAL_FIELDS),
+        mask_column(raw["path"], path_decoded=True),
+        mask_column(raw["query"]),
+        mask_column(raw["referer"]),
+        mask_distinct(raw["request_line"], mask_secrets),
+        mask_distinct(raw["headers"], mask_headers),
     ).select(list(STAGED_SCHEMA))
 
 
@@ -381,7 +399,7 @@ def _finish_raw(raw: pl.DataFrame, segment: str) -> pl.DataFrame:
     """What _row does per record, column-wise: custom_data as sorted-key JSON, amount_sent."""
     custom = raw["custom_data"]
     texts = custom.drop_nulls().unique().to_list()
-    normal = {t: _json(orjson.loads(t)) for t in texts}  # few distinct values: orjson per distinct
+    normal = {t: _custom_json(orjson.loads(t)) for t in texts}  # few distinct values: orjson per distinct
     raw = raw.with_columns(
         custom.replace_strict(list(normal), list(normal.values()), default=None, return_dtype=pl.String),
         pl.lit(segment).alias("segment"),

@@ -5,25 +5,25 @@ answer we gave, track events, postbacks sent to a wrong path) stay in the log, w
 DuckDB reads directly, plain and compressed segments alike. Torn or corrupt lines are skipped here (this is a look-up, not
 a money table; `clickledger run` reports them).
 
-What support sees goes through `for_support`, which cuts partners' api keys (see
-`mask_secrets`); `click_story` itself returns the log as it is.
+What support sees goes through `for_support`, which puts each api key's fingerprint in its
+place (pipeline.secrets, as staging does for every table); `click_story` itself returns the
+log as it is.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from urllib.parse import unquote_plus
 
 import polars as pl
 
 from pipeline.partitions import segments_holding
+from pipeline.secrets import mask_secrets
 from pipeline.staging import duckdb_columns
 from pipeline.warehouse import Warehouse
 from receiver.contract.datadir import DataDir
 from receiver.contract.framing import segment_name_of, segment_paths
-from receiver.contract.params import API_KEY, DIALECTS, MACRO_RE
 
 # The log members a support person reads, typed for DuckDB's read_json by the contract.
 LOG_COLUMNS = duckdb_columns(("seq", "received_at", "kind", "route", "method", "path", "query", "body",
@@ -31,58 +31,17 @@ LOG_COLUMNS = duckdb_columns(("seq", "received_at", "kind", "route", "method", "
                               "fields", "custom_data"))
 
 
-# Where a partner's api key stands in a logged request: a query or form parameter (the
-# receiver's own name and the spellings partners try), a JSON member, and the path segment
-# after a postback segment (`/postback/{key}`, and misspelt ones: /postbacks/KEY, /postback-old/KEY).
-KEY_NAMES = frozenset({*API_KEY, "apikey", "api-key", "key"})
-# literal segments our own postback routes have after a postback segment: not keys
-ROUTE_WORDS = frozenset(part for route in DIALECTS for prev, part in zip(route.split("/"), route.split("/")[1:],
-                                                                         strict=False)
-                        if "postback" in prev and not part.startswith("{"))
-KEEP_FROM = 10  # a key this long or longer keeps its first 4 characters; a shorter one, none
+# The raw members a support person reads that may carry a key (pipeline.secrets masks them).
 MASK_COLUMNS = ("path", "query", "body", "custom_data", "referer")
-_PAIR = re.compile(r"(^|[?&;])([^=&;?]*)=([^&;]*)")
-_JSON_MEMBER = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)("(?:[^"\\]|\\.)*"|[^\s,}\]]+)')
-_PATH_KEY = re.compile(r"(?i)(/[^/?#&]*postback[^/?#&]*/)([^/?#&]+)")
-
-
-def mask_key(value: str) -> str:
-    """A key value cut for display: its first 4 characters and an ellipsis (nothing of a key
-    shorter than KEEP_FROM). Nothing sent, or an unfilled macro (`{api_key}`), is shown as is:
-    it is no secret, and it is what support has to see."""
-    if not value or MACRO_RE.fullmatch(value):
-        return value
-    return (value[:4] if len(value) >= KEEP_FROM else "") + "…"
-
-
-def mask_secrets(text: str | None) -> str | None:
-    """A raw query, body, path or JSON text with every api key cut by mask_key: `api_key=`
-    (and apikey, api-key, key; any case, percent-encoded or not) parameters, such JSON
-    members, and the key in a `/postback/KEY` path (or a misspelt `/postbacks/KEY`)."""
-    if not text:
-        return text
-
-    def pair(m: re.Match[str]) -> str:
-        is_key = unquote_plus(m[2]).strip().lower() in KEY_NAMES
-        return f"{m[1]}{m[2]}={mask_key(m[3]) if is_key else m[3]}"
-
-    def member(m: re.Match[str]) -> str:
-        if m[1].lower() not in KEY_NAMES:
-            return m[0]
-        value = m[3]
-        shown = f'"{mask_key(value[1:-1])}"' if value.startswith('"') else mask_key(value)
-        return f'"{m[1]}"{m[2]}{shown}'
-
-    def segment(m: re.Match[str]) -> str:
-        return m[1] + (m[2] if m[2].lower() in ROUTE_WORDS else mask_key(m[2]))
-
-    return _PATH_KEY.sub(segment, _JSON_MEMBER.sub(member, _PAIR.sub(pair, text)))
 
 
 def for_support(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with mask_secrets applied to the raw columns it has (MASK_COLUMNS), as text."""
-    return frame.with_columns(pl.col(c).cast(pl.String).map_elements(mask_secrets, return_dtype=pl.String)
-                              for c in MASK_COLUMNS if c in frame.columns)
+    """`frame` with mask_secrets applied to the raw columns it has (MASK_COLUMNS), as text (a
+    record's `path` is percent-decoded already)."""
+    return frame.with_columns(
+        pl.col(c).cast(pl.String).map_elements(partial(mask_secrets, path_decoded=c == "path"),
+                                               return_dtype=pl.String)
+        for c in MASK_COLUMNS if c in frame.columns)
 
 
 def log_requests(data_dir: str | Path, *, click_id: str | None = None,
@@ -131,13 +90,17 @@ def log_requests(data_dir: str | Path, *, click_id: str | None = None,
 
 @dataclass
 class ClickStory:
-    """The click (0 or 1 row), every request about it in log order, and the conversions it produced."""
+    """The click (0 or 1 row), every request about it in log order, the conversions it produced,
+    and what we told the publisher about them: `deliveries` (one row per conversion, event and
+    endpoint, in the order they were planned) and each of their `attempts`, URLs masked."""
 
     click_id: str
     click: pl.DataFrame
     requests: pl.DataFrame
     conversions: pl.DataFrame
     issues: pl.DataFrame
+    deliveries: pl.DataFrame | None = None
+    attempts: pl.DataFrame | None = None
 
     @property
     def found(self) -> bool:
@@ -155,7 +118,17 @@ def click_story(wh: Warehouse, click_id: str, data_dir: str | Path | None = None
         log_requests(data_dir, click_id=click_id),
         wh.scan("conversions").filter(pl.col("click_id") == click_id).collect(),
         wh.scan("postback_issues").filter(pl.col("click_id") == click_id).collect(),
+        _table(wh, "deliveries").filter(pl.col("click_id") == click_id).sort("step_seq", "planned_at"),
+        _table(wh, "delivery_attempts").filter(pl.col("click_id") == click_id).sort("started_at", "attempt"),
     )
+
+
+def _table(wh: Warehouse, name: str) -> pl.DataFrame:
+    """A warehouse table, or its empty frame for a warehouse made before it existed."""
+    from pipeline.schemas import empty
+
+    frame = wh.tables.get(name)
+    return frame if frame is not None else empty(name)
 
 
 def find_clicks(wh: Warehouse, *, text: str = "", partner: str | None = None,

@@ -103,3 +103,28 @@ def issues_by_partner(wh: Warehouse, top: int | None = None) -> pl.DataFrame:
         table = table.filter(pl.col("partner_id").is_in(partners.to_list()) | (
             pl.col("partner_id").is_null() & partners.is_null().any()))
     return table
+
+
+DELIVERY_STATE_ORDER = {"delivered": 0, "pending": 1, "failed": 2, "exhausted": 3, "stopped": 4}
+
+
+def deliveries_by_state(wh: Warehouse) -> pl.DataFrame:
+    """What the forwarder told publishers: deliveries per affiliate and state (delivered first),
+    their attempts, and net points of their approvals and reversals (a pending delivery's points
+    are a preview, not counted; null for a publisher without points_per_unit)."""
+    from pipeline.schemas import empty
+
+    deliveries = wh.tables.get("deliveries")
+    if deliveries is None:
+        deliveries = empty("deliveries")
+    table = deliveries.group_by("affiliate", "state").agg(
+        pl.len().cast(pl.Int64).alias("deliveries"),
+        pl.col("attempts").sum().cast(pl.Int64).alias("attempts"),
+        pl.when(pl.col("points").is_not_null().any())
+        .then(pl.col("points").filter(pl.col("event").is_in(["approved", "reversed"])).sum())
+        .cast(pl.Int64).alias("points"),
+        pl.col("planned_at").max().alias("last_planned_at"),
+    )
+    order = pl.col("state").replace_strict(DELIVERY_STATE_ORDER, default=9, return_dtype=pl.Int8)
+    return table.sort(["affiliate", order]).select("affiliate", "state", "deliveries", "attempts", "points",
+                                                   "last_planned_at")

@@ -33,7 +33,7 @@ from receiver.contract.datadir import DataDir
 # (pipeline.partitions); the others are small and whole, one <table>.parquet each.
 PARTITIONED = ("clicks", "postbacks", "conversions", "earnings", "postback_issues")
 TABLES = ("clicks", "postbacks", "conversions", "earnings", "postback_issues", "wallet_credits",
-          "wallet_balances", "fx_rates")
+          "wallet_balances", "fx_rates", "deliveries", "delivery_attempts")
 
 
 def _quote(path: Path) -> str:
@@ -92,6 +92,8 @@ class Warehouse:
     wallet_credits: pl.DataFrame
     wallet_balances: pl.DataFrame
     fx_rates: pl.DataFrame
+    deliveries: pl.DataFrame
+    delivery_attempts: pl.DataFrame
 
     def __init__(self, tables: dict[str, pl.DataFrame] | None = None, directory: Path | None = None, *,
                  names: tuple[str, ...] = ()):

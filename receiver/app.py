@@ -26,6 +26,7 @@ from receiver.compression import BackgroundCompressor
 from receiver.config_store import ConfigStore
 from receiver.contract.codes import is_permanent
 from receiver.contract.datadir import DataDir
+from receiver.contract.framing import compressed_path
 from receiver.contract.params import (
     DIALECTS,
     ParamError,
@@ -48,7 +49,9 @@ from receiver.contract.record import (
 from receiver.contract.timeutil import format_utc, utc_now
 from receiver.errors import HTTP_STATUS, Refusal, code_for_status
 from receiver.log import LogRecordError, LogWriteError, SegmentWriter
-from receiver.openapi import OPENAPI_PATH, document_bytes
+from receiver.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from receiver.metrics import ReceiverMetrics
+from receiver.openapi import METRICS_PATH, OPENAPI_PATH, document_bytes
 from receiver.postbacks import PostbackInput, decide_postback, request_part
 from receiver.signatures import SIGNATURE_HEADERS, SignedRequest
 from receiver.snapshot import (
@@ -193,6 +196,8 @@ class Receiver:
         self.new_click_id = new_click_id
         self.new_event_id = new_event_id
         self.unlogged = UnloggedCounts()
+        self.metrics = ReceiverMetrics(self)
+        writer.on_batch = self.metrics.observe_batch
 
     @property
     def config(self):
@@ -234,13 +239,20 @@ CHILD_SIDECAR_BYTES = 4 * 1024 * 1024
 
 
 def _build_sidecar_quietly(segment: Path, index_dir: Path, serving: bool = False) -> None:
-    try:
-        if serving and segment.stat().st_size >= CHILD_SIDECAR_BYTES:
-            build_sidecar_in_child(segment, index_dir)
-        else:
-            build_sidecar(segment, index_dir)
-    except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
-        log.warning("no index sidecar for %s: %s", segment.name, exc)
+    # The compressor may compress a sealed segment while its sidecar is being scanned (it takes
+    # every sealed plain segment): the scan then fails, and is made again from the compressed form.
+    for attempt in (segment, compressed_path(segment)):
+        try:
+            if serving and attempt.stat().st_size >= CHILD_SIDECAR_BYTES:
+                build_sidecar_in_child(attempt, index_dir)
+            else:
+                build_sidecar(attempt, index_dir)
+            return
+        except Exception as exc:  # a derived cache: the next start rebuilds it from the segment
+            if attempt == segment and not segment.exists() and compressed_path(segment).exists():
+                continue
+            log.warning("no index sidecar for %s: %s", segment.name, exc)
+            return
 
 
 def answer(resp: falcon.Response, status: int, payload: dict[str, Any] | None) -> None:
@@ -283,7 +295,7 @@ class RequestRecorder:
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.received_at = self.receiver.clock()
-        req.context.recorded = False
+        req.context.write_attempted = False
         resp.context.kind = "other"
         resp.context.route = None
         resp.context.result = None
@@ -308,7 +320,9 @@ class RequestRecorder:
         """Shed load once routed (so the logged 503 keeps its route and click id), before any work;
         then undo the body's Content-Encoding, so a refusal of it keeps its route too."""
         max_queue, depth = self.receiver.settings.max_queue, self.receiver.queue_depth
-        if max_queue is not None and depth is not None and depth() > max_queue:
+        # /metrics is not shed: an overload is when operations most need to see it
+        if max_queue is not None and depth is not None and depth() > max_queue \
+                and not isinstance(resource, MetricsResource):
             raise Refusal("overloaded", "the receiver is at capacity: send it again in a second")
         if req.context.content is None:
             try:
@@ -354,13 +368,19 @@ class RequestRecorder:
         )
 
     def commit(self, req: falcon.Request, resp: falcon.Response) -> None:
-        """Write this request's record now (raises LogWriteError); the middleware will not write it again."""
-        write_record(self.receiver, self.build_record(req, resp))
-        req.context.recorded = True
+        """Write this request's record now (raises LogWriteError); the middleware will not write it again.
+
+        One write attempt per request: when it fails, the 503 is answered (and logged as an error)
+        once, by the error handler; the middleware does not try again to write the 503's record
+        (on a full disk that was a second failed write and a second error line per request).
+        """
+        record = self.build_record(req, resp)
+        req.context.write_attempted = True
+        write_record(self.receiver, record)
 
     def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
                          req_succeeded: bool) -> None:
-        if req.context.get("recorded"):
+        if req.context.get("write_attempted") or isinstance(resource, MetricsResource):  # /metrics is not traffic
             return
         if "received_at" not in req.context:  # the request failed before process_request ran
             req.context.received_at = self.receiver.clock()
@@ -376,6 +396,39 @@ class RequestRecorder:
             self.commit(req, resp)
         except LogWriteError as exc:
             answer_log_unavailable(resp, exc)
+
+
+class RequestCounter:
+    """Middleware (listed before RequestRecorder, so its process_response runs after the record is
+    written and the status is final): counts each answer in /metrics, except /metrics itself."""
+
+    def __init__(self, metrics: ReceiverMetrics):
+        self.metrics = metrics
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        if not isinstance(resource, MetricsResource):
+            self.metrics.count_request(resp.context.get("route"), resp.status_code, resp.context.get("error"))
+
+
+class MetricsResource:
+    """GET /metrics: Prometheus text format (receiver.metrics), for metrics_allowed_ips only; not logged."""
+
+    route = METRICS_PATH
+
+    def __init__(self, receiver: Receiver):
+        self.receiver = receiver
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        receiver = self.receiver
+        if not receiver.config.metrics_allowed(req.remote_addr, req.env.get("HTTP_X_FORWARDED_FOR")):
+            receiver.metrics.metrics_refused.inc()
+            answer(resp, 403, {"ok": False, "error": "ip_not_allowed",
+                               "message": "this address may not read /metrics (config metrics_allowed_ips)"})
+            return
+        resp.status = 200
+        resp.data = receiver.metrics.exposition()
+        resp.content_type = METRICS_CONTENT_TYPE
 
 
 class LinkClickResource:
@@ -757,7 +810,7 @@ def create_app(
         settings = Settings(Path(settings))
     receiver = Receiver(settings, writer, clock, new_click_id, new_event_id, queue_depth)
     recorder = RequestRecorder(receiver)
-    app = ReceiverApp(middleware=[recorder])
+    app = ReceiverApp(middleware=[RequestCounter(receiver.metrics), recorder])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_route(LinkClickResource.route, LinkClickResource(receiver, recorder))
     app.add_route(EarnClickResource.route, EarnClickResource(receiver, recorder))
@@ -768,6 +821,7 @@ def create_app(
     for route in ("/healthz", "/api/analytics/postback/test"):
         app.add_route(route, HealthResource(receiver, route))
     app.add_route(OpenAPIResource.route, OpenAPIResource())
+    app.add_route(MetricsResource.route, MetricsResource(receiver))
     app.add_sink(unrouted, "/")
     # Registered most generic first: Falcon picks the most specific handler.
     app.add_error_handler(Exception, _unexpected)

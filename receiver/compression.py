@@ -47,7 +47,7 @@ from pathlib import Path
 
 import zstandard
 
-from receiver.contract.files import fsync_directory, try_lock
+from receiver.contract.files import fsync_directory, try_lock, write_atomically
 from receiver.contract.framing import (
     SEGMENT_RE,
     compressed_path,
@@ -151,19 +151,8 @@ def write_compressed_segment(plain: Path, data: bytes, *, level: int = LEVEL, du
     """Write a sealed segment that a writer holds in memory (`data`: its lines) straight in its
     compressed form, by a temporary file and a rename, so that no reader ever sees part of
     it; returns its path. For writers that never need the plain file: the offline generator."""
-    final, tmp = compressed_path(plain), temp_path(plain)
-    try:
-        with open(tmp, "xb") as f:
-            f.write(compressor(level).compress(data))
-            if durable:
-                os.fsync(f.fileno())
-        os.rename(tmp, final)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    if durable:
-        fsync_directory(final.parent)
+    final = compressed_path(plain)
+    write_atomically(final, temp_path(plain), [compressor(level).compress(data)], durable=durable, exclusive=True)
     return final
 
 

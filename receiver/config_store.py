@@ -31,6 +31,8 @@ class ConfigStore:
         self._stamp = self._stat()
         self._config = load_config(self.path)
         self.error: str | None = None
+        self.reloads = 0  # edits read and put in service since start (shown by /metrics)
+        self.refused_reloads = 0  # edits refused as invalid
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -47,7 +49,9 @@ class ConfigStore:
                     try:
                         self._config = load_config(self.path)
                         self.error = None
+                        self.reloads += 1
                     except ConfigError as exc:
                         self.error = str(exc)
+                        self.refused_reloads += 1
                     self._stamp = stamp
         return self._config

@@ -230,6 +230,7 @@ def channel_class(receiver: Receiver) -> type[HTTPChannel]:
         def execute(self) -> None:
             addr = self.channel.addr
             status, answer = log_refused_request(receiver, self.request, addr[0] if addr else None)
+            receiver.metrics.count_request("http_error", status, answer["error"])
             body = orjson.dumps(answer)
             self.status = f"{status} {HTTPStatus(status).phrase}"
             self.response_headers.append(("Content-Type", "application/json"))

@@ -22,6 +22,7 @@ import contextlib
 import fcntl
 import os
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,10 @@ class SegmentWriter:
         # rotation: it will never be appended to again, so derived caches of it can be built
         # and it can be compressed (receiver.compression).
         self._on_sealed = on_sealed
+        # Called by each batch's leader after its records are durable, with (records, seconds
+        # of the fdatasync): the receiver's /metrics histograms. It must return at once.
+        self.on_batch: Callable[[int, float], None] | None = None
+        self._last_sync_seconds = 0.0
         writer_lock = try_lock(self.log_dir / WRITER_LOCK_FILE)
         if writer_lock is None:
             raise LogLockedError(f"{self.log_dir} is being written by another clickledger process")
@@ -179,7 +184,9 @@ class SegmentWriter:
             while view:
                 written = self._write(self._fd, view)
                 view = view[written:]
+            started = time.perf_counter()
             self._fsync(self._fd)
+            self._last_sync_seconds = time.perf_counter() - started
         except OSError:
             self._abandon_segment(good_size)
             raise
@@ -234,6 +241,10 @@ class SegmentWriter:
         except BaseException as exc:  # never leave followers waiting forever
             error = LogWriteError(f"could not write the log: {exc!r}", path=self.log_dir)
         self.last_error = error
+        on_batch = self.on_batch
+        if error is None and on_batch is not None:
+            with contextlib.suppress(Exception):  # a metrics hook must never fail a durable write
+                on_batch(len(lines), self._last_sync_seconds)
         for waiter in waiters:
             waiter.error = error
             if waiter is not me:

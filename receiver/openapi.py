@@ -17,8 +17,10 @@ import orjson
 
 from receiver.contract.codes import HTTP_STATUS
 from receiver.contract.params import BASE_VOCABULARY, CAMPAIGN_ID, DIALECTS
+from receiver.contract.profiles import preset_names
 
 OPENAPI_PATH = "/openapi.json"
+METRICS_PATH = "/metrics"
 DOCUMENT_FILE = Path(__file__).resolve().parents[1] / "docs" / "openapi.json"
 
 # Codes any route can answer: an unroutable path parameter, a broken request, an oversized
@@ -50,6 +52,7 @@ POSTBACK_CODES = (
     "click_not_found",
     "click_expired",
     "reversal_original_not_found",
+    "unsubstituted_macro",
     "invalid_amount",
     "invalid_commission",
     "invalid_currency",
@@ -143,11 +146,11 @@ def postback_operation(route: str, method: str) -> dict[str, Any]:
                    "HEAD is answered like the GET, without a body (and recorded like it). " + BODY_DESCRIPTION)
     if "{key}" in route:
         params.append(_param("key", "path", "the partner's api key (seed 001)", required=True))
-        description += (" For a partner with a profile in config.toml (a preset such as keitaro, tapjoy, "
-                        "ironsource, ayet, bitlabs, or its own [partners.params]), this is its own URL: the key "
+        description += (" For a partner with a profile in config.toml (a platform preset: "
+                        f"{', '.join(preset_names())}; or its own [partners.params]), this is its own URL: the key "
                         "chooses the profile, which names the parameters, maps the statuses, checks the "
                         "platform's signature and answers as the platform expects (docs/configuration.md, "
-                        "Partner profiles); the names listed here are the seed 001 dialect's.")
+                        "Partner profiles, and docs/integrations.md); the names listed here are the seed 001 dialect's.")
     operation: dict[str, Any] = {
         "operationId": f"postback_{dialect}_{method}",
         "tags": ["postbacks"],
@@ -315,6 +318,19 @@ def other_operations() -> dict[str, Any]:
     for item in operations.values():
         get = item["get"]
         item["head"] = head_of(get, f"{get['operationId']}_head", f"{get['summary']} (HEAD: no body)")
+    operations[METRICS_PATH] = {
+        "get": {
+            "operationId": "metrics",
+            "tags": ["other"],
+            "summary": "Prometheus metrics (text format); only for the config's metrics_allowed_ips "
+                       "(default: this machine); not logged",
+            "responses": {
+                "200": {"description": "the metrics, in the Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}}},
+                "403": _json(_ref("Error"), "ip_not_allowed: this client is not within metrics_allowed_ips"),
+            },
+        }
+    }
     return operations
 
 

@@ -15,7 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from receiver.contract.config import Config, Partner, key_digest
+import orjson
+
+from receiver.contract.config import Config, Partner, key_digest, key_fingerprint
+from receiver.contract.macros import find_macro
 from receiver.contract.params import (
     ParamError,
     click_id_shape,
@@ -145,11 +148,6 @@ class Decision:
         return (self.fields["click_id"], self.fields["transaction_id"])
 
 
-def key_fingerprint(digest: bytes) -> str:
-    """Enough of the key's hash (`key_digest`) for support to tell keys apart, never the key itself."""
-    return digest.hex()[:12]
-
-
 def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now: datetime) -> Decision:
     if data.dialect == PROFILE_DIALECT:
         return decide_profile_postback(data, config, clicks, now)
@@ -176,6 +174,8 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         signature_present=bool(data.signature),
     )
 
+    note_repeated(fields, data.params)
+
     def refuse(code: str, message: str) -> Refusal:
         return Refusal(code, message, fields=fields, custom_data=custom)
 
@@ -196,6 +196,9 @@ def decide_postback(data: PostbackInput, config: Config, clicks: ClickIndex, now
         raise refuse("click_id_required", "send the click id as click_id (or cid)")
     fields["transaction_id"] = raw["transaction_id"] or click_id
     fields["transaction_id_source"] = "param" if raw["transaction_id"] else "default"
+    # A seed dialect's unknown click id stays click_not_found (the seeds' contract), macro or not.
+    if macro := unfilled_macro(data.params, vocabulary_for(data.dialect), MONEY_FIELDS):
+        raise refuse(*macro_refusal(fields, *macro))
     try:
         fields["amount"] = parse_amount(raw["amount"] or "0", "invalid_amount", "amount")
         fields["commission"] = parse_amount(raw["commission"] or "0", "invalid_commission", "commission")
@@ -247,6 +250,40 @@ def _with_click(decision: Decision, data: PostbackInput, config: Config, clicks:
 
 
 # ---------------------------------------------------------------- partner profiles
+
+
+def note_repeated(fields: dict[str, Any], params: dict[str, Any]) -> None:
+    """Name in the record the parameters sent more than once (their values are in custom_data):
+    the pipeline lists those whose values differ (`repeated_parameter`)."""
+    repeated = getattr(params, "repeated", None)
+    if repeated:
+        fields["repeated_params"] = orjson.dumps(list(repeated)).decode()
+
+
+# The fields a postback is refused for when they hold an unfilled macro: without a real value no
+# conversion can be booked right (a macro elsewhere is only listed, by the pipeline).
+MONEY_FIELDS = ("amount", "commission", "currency")
+
+
+def unfilled_macro(params: dict[str, Any], vocabulary: dict[str, tuple[str, ...]], names: tuple[str, ...]
+                   ) -> tuple[str, str, str] | None:
+    """(field, parameter, macro) of the first of the fields `names` whose value (read as the
+    vocabulary reads it: its first present parameter) is an unfilled macro, else None."""
+    for name in names:
+        param, value = _first_present(params, vocabulary.get(name, ()))
+        if param is not None and (macro := find_macro(value)) is not None:
+            return name, param, macro
+    return None
+
+
+def macro_refusal(fields: dict[str, Any], field: str, param: str, macro: str) -> tuple[str, str]:
+    """The unsubstituted_macro refusal of `field`, noted in the record's fields."""
+    fields.update(macro_field=field, macro_param=param, macro=macro)
+    shown = macro if len(macro) <= 40 else macro[:40] + "..."
+    return ("unsubstituted_macro",
+            f"{field} (parameter {param!r}) is the unfilled macro {shown!r}: the tracker sent its placeholder "
+            f"instead of the value; put the macro your platform documents for the {field.replace('_', ' ')} in "
+            "the postback URL")
 
 
 def _first_present(params: dict[str, Any], names: tuple[str, ...]) -> tuple[str | None, Any]:
@@ -311,6 +348,8 @@ def decide_profile_postback(data: PostbackInput, config: Config, clicks: ClickIn
         reversal=False,
     )
 
+    note_repeated(fields, data.params)
+
     def refuse(code: str, message: str) -> Refusal:
         return Refusal(code, message, fields=fields, custom_data=custom)
 
@@ -323,6 +362,8 @@ def decide_profile_postback(data: PostbackInput, config: Config, clicks: ClickIn
         raise refuse("click_id_required", f"send the click id as {_names(profile.params['click_id'])}")
     fields["transaction_id"] = raw["transaction_id"] or click_id
     fields["transaction_id_source"] = "param" if raw["transaction_id"] else "default"
+    if macro := unfilled_macro(data.params, profile.params, ("click_id", *MONEY_FIELDS)):
+        raise refuse(*macro_refusal(fields, *macro))
     fmt = profile.amounts
     try:
         amount, negative = parse_profile_amount(raw["amount"] or "0", fmt, "invalid_amount", "amount")

@@ -13,6 +13,8 @@ from waitress.server import create_server
 from waitress.task import ThreadedTaskDispatcher
 
 from receiver.app import MAX_BODY_BYTES, Settings, create_app
+from receiver.connections import ConnectionLimits, guard
+from receiver.contract.addresses import in_networks, parse_address
 from receiver.contract.config import ConfigError
 from receiver.http_errors import install as install_http_errors
 from receiver.log import LogLockedError
@@ -45,9 +47,12 @@ def waitress_options(threads: int) -> dict[str, Any]:
 
 
 def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: int = DEFAULT_THREADS,
-          max_queue: int | None = None) -> int:
+          max_queue: int | None = None, limits: ConnectionLimits | None = None) -> int:
     """Serve until SIGTERM or Ctrl-C. Past `max_queue` waiting requests (default: 2 per thread)
-    the app answers 503 `overloaded` at once, so a burst is shed instead of queued without bound."""
+    the app answers 503 `overloaded` at once, so a burst is shed instead of queued without bound.
+    `limits` keep slow clients from holding every connection (receiver.connections; default:
+    a 10 s deadline for a request head, and shedding the oldest waiting connections near the
+    connection limit)."""
     # waitress warns about its task queue on nearly every request under load; that costs CPU.
     logging.getLogger("waitress.queue").setLevel(logging.ERROR)
     dispatcher = ThreadedTaskDispatcher()  # ours, so the app can read its queue depth
@@ -61,6 +66,11 @@ def serve(data_dir: Path, host: str = "127.0.0.1", port: int = 8080, threads: in
         return 2
     server = create_server(app, host=host, port=port, _dispatcher=dispatcher, **waitress_options(threads))
     install_http_errors(server, app.receiver)  # what waitress refuses itself is logged too
+    receiver = app.receiver
+    guard_counts = guard(server, limits or ConnectionLimits(),
+                         # a proxy's clients all share its address: the per-address cap never counts it
+                         exempt=lambda address: in_networks(parse_address(address), receiver.config.trusted_proxies))
+    receiver.metrics.attach_server(server, guard_counts)  # open connections, slow ones closed: /metrics
 
     def stop(signum: int, frame: Any) -> None:
         raise KeyboardInterrupt

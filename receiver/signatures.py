@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote_plus
 
-from receiver.contract.profiles import PartnerProfile
+from receiver.contract.profiles import SIGNATURE_PARAMS, PartnerProfile
 
 # The request headers a scheme reads (lower-case), taken from the WSGI environ by the app.
 SIGNATURE_HEADERS = ("x-ayetstudios-security-hash",)
@@ -57,11 +57,18 @@ def _same(expected: str, given: str) -> bool:
     return hmac.compare_digest(expected.encode("ascii"), given.strip().lower().encode("utf-8", "replace"))
 
 
+def _signature_param(scheme: str, params: Mapping[str, Any]) -> str | None:
+    """The signature as sent in the scheme's parameter, or None."""
+    for name in SIGNATURE_PARAMS.get(scheme, ()):
+        if name in params:
+            return _text(params[name])
+    return None
+
+
 def signature_present(scheme: str, request: SignedRequest) -> bool:
     """Whether the request carries the scheme's signature at all."""
-    name = {"tapjoy": "verifier", "ironsource": "signature", "bitlabs": "hash"}.get(scheme)
-    if name is not None:
-        return bool(_text(request.params.get(name)))
+    if scheme in SIGNATURE_PARAMS:
+        return bool(_signature_param(scheme, request.params))
     if scheme == "ayet":
         return bool(request.headers.get("x-ayetstudios-security-hash"))
     return False
@@ -172,11 +179,28 @@ def bitlabs(secret: bytes, profile: PartnerProfile, request: SignedRequest) -> F
     return None
 
 
+def cpx(secret: bytes, profile: PartnerProfile, request: SignedRequest) -> Failure:
+    """CPX Research (publisher postback settings, www.cpx-research.com/main/en/publisher): the
+    {secure_hash} macro is md5(trans_id + "-" + secure hash key), the transaction id as sent (the
+    profile's transaction_id field: trans_id)."""
+    given = _signature_param("cpx", request.params)
+    if not given:
+        return ("signature_required", "CPX's hash is missing: add hash={secure_hash} to the postback URL in CPX's "
+                                      "app settings (signing_secret holds the app's secure hash key)")
+    message = _field(profile, request.params, "transaction_id").encode("utf-8") + b"-" + secret
+    expected = hashlib.md5(message).hexdigest()  # noqa: S324 (CPX's)
+    if not _same(expected, given):
+        return ("invalid_signature", "hash is not md5(trans_id + \"-\" + secure hash key) of this postback: "
+                                     "signing_secret must be the app's secure hash key")
+    return None
+
+
 SCHEMES: dict[str, Callable[[bytes, PartnerProfile, SignedRequest], Failure]] = {
     "tapjoy": tapjoy,
     "ironsource": ironsource,
     "ayet": ayet,
     "bitlabs": bitlabs,
+    "cpx": cpx,
 }
 
 

@@ -121,7 +121,8 @@ def _add_refused(statement: _SampleRows, wh: Warehouse, partner: str, start: dat
     if end is not None:
         refused = refused.filter(pl.col("received_at").dt.date() <= end)
     wanted = len(statement) + REFUSED_ROWS
-    for r in refused.sort("seq").iter_rows(named=True):
+    # one row per refused postback (a postback may have several issues)
+    for r in refused.sort("seq").unique("seq", keep="first", maintain_order=True).iter_rows(named=True):
         if len(statement) >= wanted:
             break
         transaction_id = r["transaction_id"] or r["click_id"]

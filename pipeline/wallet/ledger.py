@@ -49,8 +49,9 @@ class Ledger:
     good_size: int  # bytes up to the end of the last complete line
 
 
-def read_ledger(path: Path) -> Ledger:
-    """The ledger's entries; a torn last line is reported, a corrupt line elsewhere is an error."""
+def read_ledger(path: Path, fields: tuple[str, ...] = ENTRY_FIELDS, what: str = "wallet") -> Ledger:
+    """The ledger's entries; a torn last line is reported, a corrupt line elsewhere is an error.
+    `fields`: what every entry holds (the wallet's; the points ledger has its own)."""
     if not path.exists():
         return Ledger([], [], None, 0)
     entries, lines, torn = [], [], None
@@ -58,13 +59,13 @@ def read_ledger(path: Path) -> Ledger:
         if isinstance(item, BadLine):
             if not item.torn:
                 raise LedgerError(f"{path} line {item.line_no} is corrupt (crc32 mismatch): {item.excerpt[:80]!r}. "
-                                  "The wallet ledger is damaged: restore it from a backup before crediting.")
+                                  f"The {what} ledger is damaged: restore it from a backup before crediting.")
             torn = item
             log.warning("skipping torn last line %d of %s (an interrupted credit job)", item.line_no, path)
             continue
-        missing = [f for f in ENTRY_FIELDS if f not in item]
+        missing = [f for f in fields if f not in item]
         if missing:
-            raise LedgerError(f"{path} line {line_no} lacks {', '.join(missing)}; it is not a wallet entry.")
+            raise LedgerError(f"{path} line {line_no} lacks {', '.join(missing)}; it is not a {what} entry.")
         entries.append(item)
         lines.append(line_no)
     good_size = torn.offset if torn is not None else path.stat().st_size

@@ -27,3 +27,13 @@ def parse_address(text: str | None) -> IPAddress | None:
 
 def in_networks(address: IPAddress | None, networks: tuple[IPNetwork, ...]) -> bool:
     return address is not None and any(address in network for network in networks)
+
+
+def is_private_target(address: IPAddress) -> bool:
+    """Whether a publisher endpoint at `address` would reach our own machine or network:
+    loopback, private, link-local (cloud metadata at 169.254.169.254), unspecified, multicast
+    or reserved. The forwarder refuses these unless the config allows private targets."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return (address.is_loopback or address.is_private or address.is_link_local or address.is_unspecified
+            or address.is_multicast or address.is_reserved)

@@ -23,6 +23,7 @@ HTTP_STATUS: dict[str, int] = {
     # a profile's reversal naming a conversion that was never recorded
     "reversal_original_not_found": 404,
     # postback parameters that cannot be used
+    "unsubstituted_macro": 400,  # a click id or amount that is the tracker's macro, unfilled
     "campaign_id_required": 400,
     "invalid_amount": 400,
     "invalid_commission": 400,

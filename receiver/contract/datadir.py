@@ -1,7 +1,7 @@
 """The data directory: the one place that knows where everything under DATA lives.
 
     DATA/
-      config.toml            partners, offers, links, products, users (people edit it)
+      config.toml            partners, offers, links, products, users, survey campaigns (people edit it)
       fx_rates.csv           date,currency,rate (people edit it)
       log/                   the append-only event log: segment-NNNNNNNN.ndjson, compressed to
                              segment-NNNNNNNN.ndjson.zst once sealed (the source of truth)
@@ -10,7 +10,8 @@
                              <table>.parquet for a small whole table), warehouse.duckdb; staging/
                              (a cache), by_click_day/ and routes/ (the run's per-history state),
                              tmp/ (DuckDB's spill)
-      ledger/                wallet_credits.ndjson, the wallet's append-only ledger
+      ledger/                wallet_credits.ndjson, the wallet's append-only ledger; deliveries.ndjson,
+                             the forwarder's delivery log; points.ndjson, the publishers' points
       .clickledger-demo      present when `clickledger demo` made the directory
 
 Everything derived (index/, warehouse/) can be rebuilt from log/ and ledger/.
@@ -41,6 +42,9 @@ class DataDir:
     RUN_STATE_FILE = "run-state.json"  # inside warehouse/: what the last run derived from
     LEDGER_DIR = "ledger"
     LEDGER_FILE = "wallet_credits.ndjson"  # inside ledger/
+    DELIVERIES_FILE = "deliveries.ndjson"  # inside ledger/: every delivery planned and attempted
+    POINTS_FILE = "points.ndjson"  # inside ledger/: points credited to and taken back from publishers
+    FORWARD_LOCK_FILE = ".forward.lock"  # inside ledger/: one forwarder per data directory
     DEMO_MARKER_FILE = ".clickledger-demo"
     # what `clickledger demo` deletes and makes again: everything but the files people edit
     GENERATED_DIRS = (LOG_DIR, INDEX_DIR, WAREHOUSE_DIR, LEDGER_DIR)
@@ -125,6 +129,18 @@ class DataDir:
     @property
     def ledger_path(self) -> Path:
         return self.ledger_dir / self.LEDGER_FILE
+
+    @property
+    def deliveries_path(self) -> Path:
+        return self.ledger_dir / self.DELIVERIES_FILE
+
+    @property
+    def points_path(self) -> Path:
+        return self.ledger_dir / self.POINTS_FILE
+
+    @property
+    def forward_lock_path(self) -> Path:
+        return self.ledger_dir / self.FORWARD_LOCK_FILE
 
     # -- the demo
 

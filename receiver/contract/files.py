@@ -2,13 +2,15 @@
 
 Whatever writes under DATA (the log writer, the index snapshots, the wallet ledger) makes a
 new file's directory entry durable with `fsync_directory`, and keeps a second process out
-with `try_lock`.
+with `try_lock`; a file that must appear whole or not at all goes through `write_atomically`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
+from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
 
@@ -20,6 +22,28 @@ def fsync_directory(path: str | os.PathLike[str]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_atomically(path: Path, tmp: Path, parts: Iterable[bytes], *, durable: bool = True,
+                     exclusive: bool = False) -> None:
+    """Write `parts` to `tmp`, then rename it to `path`, so no reader ever sees part of the
+    file; with `durable`, the data and then the directory entry are fsynced. `exclusive`
+    refuses an existing `tmp` (a concurrent writer of the same file) instead of truncating it.
+    A failure removes `tmp` and re-raises."""
+    try:
+        with open(tmp, "xb" if exclusive else "wb") as f:
+            for part in parts:
+                f.write(part)
+            if durable:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    if durable:
+        fsync_directory(path.parent)
 
 
 class FileLock:

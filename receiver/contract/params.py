@@ -30,6 +30,8 @@ import orjson
 from multipart import MultipartError, MultipartSegment, PushMultipartParser
 
 from receiver.contract.framing import JSONNumber
+from receiver.contract.macros import find_macro
+from receiver.contract.record import escape_bytes
 
 # route template -> dialect (the seed system it serves): a postback record's `route` and
 # `fields.dialect`
@@ -83,7 +85,9 @@ STATUS_MAP: dict[str, str] = {
 # (its record would fail to encode), so it is refused as invalid_body, and logged raw.
 MAX_JSON_DEPTH = 64
 
-# Unfilled macros as trackers leave them: {click_id}, %7Bclick_id%7D, [click_id], ${click_id}, #click_id#, <click_id>...
+# A whole value that is a bracketed name, as trackers leave unfilled macros: {click_id}, %7Bclick_id%7D,
+# [click_id], ${click_id}, #click_id#, <click_id>... (the click story keeps such a value unmasked; every
+# syntax platforms use is found by receiver.contract.macros.find_macro).
 MACRO_RE = re.compile(
     r"(\{\{?[^{}]*\}\}?|%7B[^%]*%7D|\[[^\[\]]*\]|\$\{[^}]*\}|#[A-Za-z_][\w.-]*#|<[A-Za-z_][\w.-]*>|__[A-Z_]+__)",
     re.IGNORECASE,
@@ -106,7 +110,8 @@ def normalise_status(raw: str | None) -> str:
 
 
 def looks_like_macro(value: str) -> bool:
-    return bool(MACRO_RE.search(value))
+    """Whether `value` holds an unsubstituted macro, in any platform's syntax (receiver.contract.macros)."""
+    return find_macro(value) is not None
 
 
 # Every click id we issue is a UUID; case is not what tells a partner's id apart from ours.
@@ -167,14 +172,44 @@ def param_text(value: Any) -> str | None:
 _as_text = param_text
 
 
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def exact_text(text: str) -> str:
+    """A decoded parameter name or value as text that keeps the identity of the bytes sent.
+
+    `text` was decoded with surrogateescape, so a byte that is not UTF-8 (or not of the body's
+    charset) is a lone surrogate U+DC80-U+DCFF (a JSON body's `\\udcXX` escape reads the same).
+    Valid text comes back as it is. Text with such a byte, or holding a backslash followed by
+    `x` (which could read as an escape), comes back as `receiver.contract.record.escape_bytes`
+    shows its bytes: `caf\\xe9` for `caf%E9`, `caf\\\\xe9` for the typed text `caf\\xe9`. So
+    two different byte strings never give the same text: ids are compared, deduplicated and
+    logged as the exact bytes sent, never folded into U+FFFD by a replacement.
+    """
+    if text.isascii():
+        return text if "\\x" not in text else escape_bytes(text.encode("ascii"))
+    if "\\x" not in text and not _SURROGATES.search(text):
+        return text
+    raw = bytearray()
+    for char in text:
+        point = ord(char)
+        if 0xDC80 <= point <= 0xDCFF:
+            raw.append(point - 0xDC00)  # the undecodable byte it stands for
+        else:  # a lone surrogate of another range (a JSON escape) keeps its own UTF-8 bytes
+            raw += char.encode("utf-8", "surrogatepass")
+    return escape_bytes(bytes(raw))
+
+
 def parse_query(query: str) -> list[tuple[str, str]]:
-    """Pairs of a raw query string (as WSGI gives it, latin-1 of the bytes), decoded as UTF-8."""
-    if query.isascii() and "%" not in query and "+" not in query:
+    """Pairs of a raw query string (as WSGI gives it, latin-1 of the bytes), decoded as UTF-8,
+    each name and value as `exact_text` of its percent-decoded bytes."""
+    if query.isascii() and "%" not in query and "+" not in query and "\\" not in query:
         # Nothing to decode (the usual postback): the same pairs parse_qsl gives, without its cost.
         return [(name, value) for piece in query.split("&") if piece
                 for name, _, value in (piece.partition("="),)]
-    raw = query.encode("latin-1", "replace").decode("utf-8", "replace")
-    return parse_qsl(raw, keep_blank_values=True, errors="replace")
+    raw = query.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+    return [(exact_text(name), exact_text(value))
+            for name, value in parse_qsl(raw, keep_blank_values=True, errors="surrogateescape")]
 
 
 _NONE_REPEATED: Mapping[str, list[Any]] = MappingProxyType({})
@@ -308,7 +343,8 @@ def _as_utf8(body: bytes, options: dict[str, str]) -> bytes:
     charset = _charset(options)
     if charset == "utf-8":
         return body
-    return body.decode(charset, "replace").encode("utf-8", "surrogatepass")
+    # bytes the charset does not know stay the bytes they were (parse_json_object keeps them)
+    return body.decode(charset, "surrogateescape").encode("utf-8", "surrogateescape")
 
 
 def _parse_form(body: bytes, options: dict[str, str]) -> Params:
@@ -316,8 +352,9 @@ def _parse_form(body: bytes, options: dict[str, str]) -> Params:
     if charset == "utf-8":  # a UTF-8 form reads exactly as a query string does, fast path included
         return _pairs_params(parse_query(body.decode("latin-1")))
     # percent escapes are bytes of the form's charset too (a latin-1 form sends é as %E9)
-    text = body.decode(charset, "replace")
-    return _pairs_params(parse_qsl(text, keep_blank_values=True, encoding=charset, errors="replace"))
+    text = body.decode(charset, "surrogateescape")
+    return _pairs_params([(exact_text(name), exact_text(value)) for name, value in
+                          parse_qsl(text, keep_blank_values=True, encoding=charset, errors="surrogateescape")])
 
 
 def _parse_multipart(body: bytes, options: dict[str, str]) -> Params:
@@ -343,7 +380,8 @@ def _parse_multipart(body: bytes, options: dict[str, str]) -> Params:
                 elif segment is not None:
                     if segment.filename is None and segment.name is not None:
                         part_charset = _charset({"charset": segment.charset} if segment.charset else {}, charset)
-                        pairs.append((segment.name, b"".join(chunks).decode(part_charset, "replace")))
+                        value = b"".join(chunks).decode(part_charset, "surrogateescape")
+                        pairs.append((segment.name, exact_text(value)))
                     segment = None
     except MultipartError as exc:
         raise ParamError("invalid_body", f"the multipart/form-data body does not parse: {exc}") from None
@@ -356,19 +394,45 @@ def parse_json_object(body: bytes) -> dict[str, Any]:
     orjson reads it; only when it holds a float (which may have rounded a long decimal, or
     an integer beyond 64 bits) is it read again by the standard library with every such
     number kept as the text it was sent as (`JSONNumber`). Integers orjson reads are exact.
+    Strings that are not UTF-8 (raw bytes, or `\\udcXX` escapes), which orjson refuses, are read
+    by the standard library too, and every string then keeps its bytes' identity (`exact_text`).
     """
+    exact = False
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
+        if "surrogate" not in str(exc) and "UTF-8" not in str(exc):
+            raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
+        try:  # strings that are not UTF-8: each keeps its bytes (exact_text, below)
+            data = _exact_decoder().decode(body.decode("utf-8", "surrogateescape"))
+        except ValueError:
+            raise ParamError("invalid_body", f"the JSON body does not parse: {exc}") from None
+        exact = True
     if not isinstance(data, dict):
         raise ParamError("invalid_body", "the JSON body must be an object of parameters")
     too_deep, has_float = _json_shape(data, MAX_JSON_DEPTH)
     if too_deep:
         raise ParamError("invalid_body", f"the JSON body is nested deeper than {MAX_JSON_DEPTH} levels")
-    if has_float:
+    if has_float and not exact:
         data = _exact_decoder().decode(body.decode("utf-8"))
+    if exact or b"\\" in body:  # a backslash escape may have made text that needs exact_text
+        data = _exact_strings(data)
     return data
+
+
+def _exact_strings(value: Any) -> Any:
+    """A parsed JSON value with every string (names too) as `exact_text` (numbers kept as they are)."""
+    if value.__class__ is str:
+        return exact_text(value)
+    if isinstance(value, dict):
+        return {exact_text(name): _exact_strings(item) for name, item in value.items()}
+    if isinstance(value, list):
+        return [_exact_strings(item) for item in value]
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 _decoders = threading.local()
@@ -381,7 +445,7 @@ def _exact_decoder() -> json.JSONDecoder:
     if decoder is None:
         # the scanner hands parse_float only valid number literals: no need to check them again
         decoder = _decoders.decoder = json.JSONDecoder(parse_float=partial(str.__new__, JSONNumber),
-                                                       parse_int=_exact_int)
+                                                       parse_int=_exact_int, parse_constant=_refuse_constant)
     return decoder
 
 

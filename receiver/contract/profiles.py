@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import quote
 
 from receiver.contract.config import ConfigError
 from receiver.contract.params import (
@@ -61,7 +62,16 @@ PROFILE_STATUSES = ("approved", "pending", "rejected")
 DEFAULT_STATUSES: dict[str, tuple[str, ...]] = {"approved": APPROVED, "pending": PENDING, "rejected": REJECTED}
 # "none": nothing is checked; "clickledger": our X-Signature / X-Timestamp (docs/endpoints.md);
 # the others are the platforms' own (receiver/signatures.py, each citing its documentation).
-SIGNATURE_SCHEMES = ("none", "clickledger", "tapjoy", "ironsource", "ayet", "bitlabs")
+SIGNATURE_SCHEMES = ("none", "clickledger", "tapjoy", "ironsource", "ayet", "bitlabs", "cpx")
+# The query parameter each platform scheme's signature is sent in, first present wins (ayeT signs
+# in a header, clickledger in X-Signature): receiver/signatures.py reads them, and a preset's
+# [macros] signature goes into the first name in the URL `clickledger partner url` prints.
+SIGNATURE_PARAMS: dict[str, tuple[str, ...]] = {
+    "tapjoy": ("verifier",),
+    "ironsource": ("signature",),
+    "bitlabs": ("hash",),
+    "cpx": ("hash", "secure_hash"),
+}
 NEGATIVE_AMOUNTS = ("refuse", "reversal")
 ANSWERS = ("success", "refusal", "permanent_refusal")
 ANSWER_KEYS = ("status", "body", "content_type")
@@ -286,8 +296,10 @@ def _template(body: Any, what: str, path: tuple[str, ...], fail: Fail) -> str:
     return body
 
 
-# A macro is given per field, and for the parameter naming the original of a reversal.
-MACRO_KEYS = (*PROFILE_FIELDS, "reverses")
+# A macro is given per field, for the parameter naming the original of a reversal, and for the
+# signature of a scheme whose platform fills it from a macro of the URL we give it (CPX's
+# {secure_hash}; the other platforms append theirs).
+MACRO_KEYS = (*PROFILE_FIELDS, "reverses", "signature")
 
 
 def check_macros(value: Any, fail: Fail, prefix: str) -> dict[str, str]:
@@ -303,6 +315,35 @@ def check_scheme(value: Any, fail: Fail, prefix: str) -> str:
         fail(f"{prefix}signature_scheme must be one of {', '.join(map(repr, SIGNATURE_SCHEMES))}, got {value!r}",
              ("signature_scheme",))
     return value
+
+
+def macro_params(profile: PartnerProfile) -> list[tuple[str, str]]:
+    """(parameter name, the platform's macro) for each macro of the profile, in field order: the
+    query of the postback URL to paste into the platform. A field's parameter is the first name
+    the profile reads it by; a macro whose field no parameter reads is left out."""
+    out: list[tuple[str, str]] = []
+    for key in MACRO_KEYS:
+        macro = profile.macros.get(key)
+        if macro is None:
+            continue
+        if key == "reverses":
+            names = profile.amounts.reverses
+        elif key == "signature":
+            names = SIGNATURE_PARAMS.get(profile.signature_scheme, ())
+        else:
+            names = profile.params.get(key, ())
+        if names:
+            out.append((names[0], macro))
+    return out
+
+
+def postback_url(profile: PartnerProfile, public_url: str, key: str) -> str:
+    """The partner's own postback URL with its platform's macros, ready to paste into the
+    platform: public_url + /postback/{key} + ?param=macro&... The macros are written as the
+    platform writes them (not percent-encoded), so the platform finds and fills them."""
+    base = f"{public_url.rstrip('/')}/postback/{quote(key, safe='')}"
+    query = "&".join(f"{quote(name, safe='')}={macro}" for name, macro in macro_params(profile))
+    return f"{base}?{query}" if query else base
 
 
 @dataclass(frozen=True)

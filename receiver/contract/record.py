@@ -171,7 +171,8 @@ MEMBERS = Shape("record", (
     Definition("custom_data", OBJECT, "every parameter we did not recognise, unchanged (strings from the query, "
                "form, text and multipart bodies; JSON values as sent, numbers with the very digits sent); a name "
                "sent more than once in the query, or in a form or multipart body, recognised or not, holds the "
-               "list of all its values in the order sent"),
+               "list of all its values in the order sent; a name or value whose bytes are not UTF-8 is kept as text "
+               "that gives them back (`receiver.contract.params.exact_text`)"),
 ))
 # What a writer builds: the members but the framing's, `v` set, `seq` left to the log writer.
 RECORD = Shape("record", tuple(d for d in MEMBERS if not d.framing), defaults={"v": FORMAT_VERSION})
@@ -221,7 +222,8 @@ POSTBACK_FIELDS = Shape("postback fields", (
                "parameters); null when missing or empty", nullable=True),
     Definition("transaction_id", TEXT, "from `transaction_id`, `txn`, `order_id`, `txid` or `transactionId` (a "
                "profile: its `transaction_id` parameters; a reversal: the transaction it takes back); else the "
-               "click id", nullable=True),
+               "click id. An id whose bytes are not UTF-8 is kept as text that gives them back "
+               "(`receiver.contract.params.exact_text`: `caf%E9` is `caf\\xe9`)", nullable=True),
     Definition("transaction_id_source", TEXT, "`param`, `default` (the click id) or `reverses` (a reversal: "
                "the profile's `reverses` parameter)", nullable=True),
     Definition("status_raw", TEXT, "the status as sent; null when absent. For a profile partner this is the "
@@ -272,6 +274,15 @@ POSTBACK_FIELDS = Shape("postback fields", (
                "or ayeT's `r-` transaction id, on a profile with `negative = \"reversal\"`): recorded against "
                "that conversion's (click_id, transaction_id) as a `rejected` status step, never as a conversion "
                "of its own", only="profile postbacks"),
+    Definition("repeated_params", TEXT, "the names sent more than once (in the query, or in a form or "
+               "multipart body), as a JSON array of strings in the order first sent: `custom_data` holds each "
+               "one's list of values", only="postbacks with a repeated parameter"),
+    Definition("macro_field", TEXT, "the field whose value is an unfilled macro (`click_id`, `amount`, "
+               "`commission`, `currency`)", only="postbacks refused with `unsubstituted_macro`"),
+    Definition("macro_param", TEXT, "the parameter that carried it (e.g. `payout`)",
+               only="postbacks refused with `unsubstituted_macro`"),
+    Definition("macro", TEXT, "the macro found in it, as sent (e.g. `{payout}`: receiver.contract.macros)",
+               only="postbacks refused with `unsubstituted_macro`"),
     Definition("reversal_transaction_id", TEXT, "a reversal's own transaction id as sent", nullable=True,
                only="reversals"),
     Definition("reversal_amount", DECIMAL, "the amount a reversal takes back (its absolute value), in "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from receiver.contract.record import (
@@ -66,21 +67,28 @@ def render_doc(text: str) -> str:
     return rendered
 
 
-def main(argv: list[str]) -> int:
+def rewrite_doc(argv: list[str], render: Callable[[str], str], usage: str, source: str) -> int:
+    """The command line of a rendered document: `render` the file named in argv and write it back
+    when it changed (exit 0); exit 2 with a message on a usage error or a render failure."""
     if len(argv) != 1:
-        print("usage: python -m receiver.contract.record_doc docs/log-format.md", file=sys.stderr)
+        print(f"usage: {usage}", file=sys.stderr)
         return 2
     path = Path(argv[0])
     try:
         text = path.read_text(encoding="utf-8")
-        rendered = render_doc(text)
+        rendered = render(text)
     except (OSError, ValueError) as exc:
         print(f"{path}: {exc}", file=sys.stderr)
         return 2
     if rendered != text:
         path.write_text(rendered, encoding="utf-8")
-        print(f"{path}: tables rewritten from receiver/contract/record.py")
+        print(f"{path}: tables rewritten from {source}")
     return 0
+
+
+def main(argv: list[str]) -> int:
+    return rewrite_doc(argv, render_doc, "python -m receiver.contract.record_doc docs/log-format.md",
+                       "receiver/contract/record.py")
 
 
 if __name__ == "__main__":

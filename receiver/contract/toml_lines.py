@@ -102,3 +102,36 @@ _KEY_RE = re.compile(r"((?:[A-Za-z0-9_-]+|\"[^\"]*\"|'[^']*')(?:\s*\.\s*(?:[A-Za
 def _key_parts(key: str) -> list[str]:
     """The parts of a dotted TOML key, unquoted: `a."b.c"` -> ["a", "b.c"]."""
     return [part.strip().strip("\"'") for part in re.findall(r"\"[^\"]*\"|'[^']*'|[^.]+", key)]
+
+
+def line_of_nested(locator: TomlLocator, table: str, index: int, sub: str, sub_index: int,
+                   key: str | None = None) -> int | None:
+    """The line of `key` in the `sub_index`-th [[table.sub]] of the `index`-th [[table]]
+    (e.g. the url of an affiliate's second [[affiliates.postbacks]]); without the key, that
+    sub-table's header; without the header (an inline array), the line of `sub =`."""
+    nested = f"{table}.{sub}"
+    key_re = re.compile(rf"^[\"']?{re.escape(key)}[\"']?\s*=") if key is not None else None
+    seen, sub_seen, header = -1, -1, None
+    in_entry = in_sub = False
+    for number, raw in enumerate(locator.lines, start=1):
+        line = raw.strip()
+        if line.startswith("["):
+            name = line.lstrip("[").split("]")[0].strip()
+            is_array = line.startswith("[[")
+            if is_array and name == table:
+                seen += 1
+                in_entry, in_sub = seen == index, False
+            elif is_array and name == nested and in_entry:
+                sub_seen += 1
+                in_sub = sub_seen == sub_index
+                if in_sub:
+                    header = number
+                    if key_re is None:
+                        return number
+            elif not name.startswith(f"{nested}."):
+                in_entry = in_entry and name.startswith(f"{table}.")
+                in_sub = False
+            continue
+        if in_sub and key_re is not None and key_re.match(line):
+            return number
+    return header or locator.line_of_path(table, index, (sub,))

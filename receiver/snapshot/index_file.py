@@ -10,7 +10,6 @@ the old file or the new one, never half of one.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import struct
 import threading
@@ -22,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from receiver.contract.files import fsync_directory
+from receiver.contract.files import write_atomically
 from receiver.indexes import BUCKETS, KEY_BYTES, ROW_BYTES, Combo
 from receiver.snapshot.identity import SegmentId
 
@@ -79,19 +78,7 @@ def write_index_file(path: Path, data: IndexData) -> None:
         crc = zlib.crc32(part, crc)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    try:
-        with open(tmp, "wb") as f:
-            for part in parts:
-                f.write(part)
-            f.write(_U32.pack(crc))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    fsync_directory(path.parent)
+    write_atomically(path, tmp, [*parts, _U32.pack(crc)])
 
 
 

@@ -380,3 +380,19 @@ def test_without_a_demo_the_hint_is_how_to_make_a_config(tmp_path: Path) -> None
     assert done.returncode == 2
     assert "data/config.toml: file not found" in done.stderr and "clickledger init --data data" in done.stderr
     assert "did you mean" not in done.stderr
+
+
+@pytest.mark.server
+def test_the_demo_forwards_to_its_publisher(forced_demo: tuple[Path, str]) -> None:
+    """Issue 14: `make demo` runs the forwarder and shows the deliveries its local sink received."""
+    data, out = forced_demo
+    line = next(line for line in out.splitlines() if line.startswith("forwarder: "))
+    told = re.match(r"forwarder: (\d+) deliveries .* \(delivered (\d+)\); it received (\d+) requests, (\d+) with "
+                    r"a valid signature", line)
+    assert told, line
+    deliveries, delivered, received, signed = map(int, told.groups())
+    assert deliveries > 0 and delivered == deliveries and signed == received >= deliveries
+    assert "webhook-id dlv_" in out
+    config = load_config(data / "config.toml")
+    assert config.allow_private_targets and set(config.affiliates) == {"aff1", "aff2"}
+    assert (data / "ledger" / "deliveries.ndjson").stat().st_size > 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import orjson
@@ -13,6 +14,7 @@ import pytest
 
 from pipeline import staging, story
 from pipeline.money import MONEY
+from pipeline.secrets import mask_headers, mask_json, mask_secrets
 from receiver.contract import record
 from receiver.contract.framing import iter_log
 from receiver.contract.record_doc import BLOCKS, render_doc, render_table
@@ -174,13 +176,18 @@ def test_staging_reads_every_contract_field_the_receiver_wrote(harness: Any,
     assert fast.equals(slow.sort("seq"))
     by_seq = {row["seq"]: row for row in fast.iter_rows(named=True)}
     members, fields = record.members(), record.all_fields()
+    # issue 15: the raw members that may carry an api key are staged with its fingerprint in its place
+    masks = {"path": partial(mask_secrets, path_decoded=True), "query": mask_secrets, "referer": mask_secrets,
+             "request_line": mask_secrets, "headers": mask_headers}
     for rec in every_kind:
         row = by_seq[rec["seq"]]
         for name, value in [*((n, rec[n]) for n in staging.RAW_SCHEMA if n in members),
                             *rec["fields"].items()]:
             kind = members.get(name) or fields[name]
+            if name in masks and value is not None:
+                value = masks[name](value)
             if name == "custom_data":
-                assert orjson.loads(row[name]) == value
+                assert orjson.loads(row[name]) == mask_json(value)
             elif value is None:
                 assert row[name] is None, (name, rec)
             elif kind == record.DECIMAL:

@@ -42,6 +42,7 @@ import pytest
 from clickledger.cli import build_parser
 from clickledger.demo import free_port
 from pipeline.reconciliation import csv_safe_bytes, read_statement, sample_statement
+from receiver.contract.config import key_digest, key_fingerprint
 from tests.support.notebooks import run_notebook
 from tests.support.paths import REPO
 
@@ -237,12 +238,38 @@ def test_troubleshooting_story_of_a_searched_click(demo_data: Path) -> None:
     kinds = story.requests["kind"].to_list()
     assert kinds[0] == "click" and "postback" in kinds
     assert "We never issued" not in text
+    assert "survey_id" in text and "campaign_id" in text  # the conversion shows the campaign its survey id maps to (issue 14)
+
+
+def test_overview_shows_deliveries_by_state(demo_data: Path) -> None:
+    """Issue 14: the demo forwards to its publisher; the overview counts the deliveries by state."""
+    text, defs = run_notebook("overview", demo_data)
+    states = defs["delivery_states"]
+    wh = defs["wh"]
+    assert states["deliveries"].sum() == wh.deliveries.height > 0
+    assert set(states["affiliate"]) == {"aff1", "aff2"} and "delivered" in set(states["state"])
+    assert "Deliveries to publishers" in text
+
+
+def test_troubleshooting_story_tells_what_we_told_the_publisher(demo_data: Path) -> None:
+    import pipeline
+
+    wh = pipeline.load(demo_data)
+    told = wh.deliveries.filter(pl.col("affiliate") == "aff1").sort("step_seq")["click_id"][0]
+    text, defs = run_notebook("troubleshooting", demo_data, "--click", told)
+    story = defs["story"]
+    assert story.deliveries.height >= 1 and story.attempts.height >= story.deliveries.height
+    assert set(story.deliveries["state"]) == {"delivered"}
+    assert "What we told the publisher" in text
+    assert "demo-token-aff1-0001" not in text and "token=demo" in text  # its secret cut to 4 characters
 
 
 def test_troubleshooting_shows_api_keys_cut(demo_data: Path) -> None:
     """The demo's publisher partner puts its key in the path, also when it gets the path wrong."""
     text, defs = run_notebook("troubleshooting", demo_data)
-    assert defs["wrong_path"].height and "/postbacks/mlk_…" in set(defs["wrong_path"]["path"])
+    # issue 15: the key's fingerprint in its place (it used to be its first 4 characters and "…")
+    masked = f"/postbacks/[key:{key_fingerprint(key_digest('mlk_live_7f3a9c'))}]"
+    assert defs["wrong_path"].height and masked in set(defs["wrong_path"]["path"])
     assert "mlk_live_7f3a9c" not in text and "sp_live_acme" not in text
 
 

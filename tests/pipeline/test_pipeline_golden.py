@@ -417,7 +417,7 @@ def test_the_notebook_api(tmp_path):
     assert isinstance(summary.warehouse, pipeline.Warehouse)
     wh = pipeline.load(data)
     assert set(wh.tables) == {"clicks", "postbacks", "conversions", "earnings", "postback_issues",
-                              "wallet_credits", "wallet_balances", "fx_rates"}
+                              "wallet_credits", "wallet_balances", "fx_rates", "deliveries", "delivery_attempts"}
     joined = wh.sql("""
         select c.click_id, k.slug, c.amount_base
         from conversions c join clicks k using (click_id);

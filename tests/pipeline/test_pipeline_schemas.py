@@ -24,8 +24,25 @@ def tables(tmp_path_factory):
     b.postback(cid(2), amount="4", dialect="earn")
     b.postback("{click_id}", error="click_not_found")
     b.write(data)
+    forward_once(data)
     pipeline.credit(data, now=datetime(2024, 5, 2, tzinfo=UTC))
     return pipeline.load(data).tables
+
+
+def forward_once(data):
+    """Deliveries and attempts (issue 14): aff1's endpoint told of its pending conversion."""
+    from pipeline.forwarding.forwarder import Forwarder
+    from pipeline.forwarding.sender import SendResult
+
+    class Answers200:
+        def send(self, request):
+            return SendResult(200)
+
+    with (data / "config.toml").open("a", encoding="utf-8") as config:
+        config.write('\n[[affiliates]]\nid = "aff1"\n[[affiliates.postbacks]]\n'
+                     'url = "https://pub.example/cb?c={click_id}&token=secret-token-123"\nevents = ["pending"]\n')
+    with Forwarder(data, sender=Answers200()) as forwarder:
+        assert forwarder.run_once().count("delivered") == 1
 
 
 @pytest.mark.parametrize("name", sorted(schemas.SCHEMAS))

@@ -37,20 +37,28 @@ def test_the_story_of_a_click_reads_the_raw_requests(tmp_path):
 
 
 def test_support_sees_api_keys_cut_wherever_a_request_carries_one():
+    # issue 15: a key's fingerprint stands in its place (it used to be its first 4 characters and "…")
     from pipeline.story import for_support, mask_secrets
+    from receiver.contract.config import key_digest, key_fingerprint
 
-    assert mask_secrets("api_key=sp_live_acme&cid=1") == "api_key=sp_l…&cid=1"
-    assert mask_secrets("cid=1&API_KEY=sp_live_acme") == "cid=1&API_KEY=sp_l…"
-    assert mask_secrets("api%5Fkey=sp_live_acme&cid=1") == "api%5Fkey=sp_l…&cid=1"  # percent-encoded name
-    assert mask_secrets("?key=sp_live_acme") == "?key=sp_l…"
-    assert mask_secrets('{"api_key": "cw_adv_51d2", "amount": 1}') == '{"api_key": "cw_a…", "amount": 1}'
-    assert mask_secrets('{"apiKey":"cw_adv_51d2"}') == '{"apiKey":"cw_a…"}'
-    assert mask_secrets("/postback/mlk_live_7f3a9c") == "/postback/mlk_…"  # the publisher's key in the path
-    assert mask_secrets("/postbacks/mlk_live_7f3a9c") == "/postbacks/mlk_…"  # ... on a misspelt path too
-    assert mask_secrets("/postback-old/mlk_live_7f3a9c") == "/postback-old/mlk_…"
-    # a short key shows nothing of itself
-    assert mask_secrets("api_key=abc12&cid=1") == "api_key=…&cid=1"
-    assert mask_secrets("/postback/abcd") == "/postback/…"
+    def fp(key: str) -> str:
+        return f"[key:{key_fingerprint(key_digest(key))}]"
+
+    assert mask_secrets("api_key=sp_live_acme&cid=1") == f"api_key={fp('sp_live_acme')}&cid=1"
+    assert mask_secrets("cid=1&API_KEY=sp_live_acme") == f"cid=1&API_KEY={fp('sp_live_acme')}"
+    assert mask_secrets("api%5Fkey=sp_live_acme&cid=1") == f"api%5Fkey={fp('sp_live_acme')}&cid=1"  # encoded name
+    assert mask_secrets("?key=sp_live_acme") == f"?key={fp('sp_live_acme')}"
+    assert mask_secrets('{"api_key": "cw_adv_51d2", "amount": 1}') == f'{{"api_key": "{fp("cw_adv_51d2")}", "amount": 1}}'
+    assert mask_secrets('{"apiKey":"cw_adv_51d2"}') == f'{{"apiKey":"{fp("cw_adv_51d2")}"}}'
+    # the publisher's key in the path, also on a misspelt path
+    assert mask_secrets("/postback/mlk_live_7f3a9c") == f"/postback/{fp('mlk_live_7f3a9c')}"
+    assert mask_secrets("/postbacks/mlk_live_7f3a9c") == f"/postbacks/{fp('mlk_live_7f3a9c')}"
+    assert mask_secrets("/postback-old/mlk_live_7f3a9c") == f"/postback-old/{fp('mlk_live_7f3a9c')}"
+    # a short key shows nothing of itself either
+    assert mask_secrets("api_key=abc12&cid=1") == f"api_key={fp('abc12')}&cid=1"
+    assert mask_secrets("/postback/abcd") == f"/postback/{fp('abcd')}"
+    # the fingerprint is the one postbacks.key_fingerprint holds: the percent-decoded key's
+    assert mask_secrets("api_key=a%2Bb") == f"api_key={fp('a+b')}"
     # what is no key stays as it is: our routes, other parameters, no key, an unfilled macro
     for same in ("/postback/advertiser", "/api/v1/earn/postback", "/api/postback", "cid=1&status=paid",
                  "monkey=abcdefghijkl", '{"idempotency_key": "abcdefghijkl"}', "api_key=&cid=1",
@@ -59,4 +67,5 @@ def test_support_sees_api_keys_cut_wherever_a_request_carries_one():
 
     frame = pl.DataFrame({"path": ["/postback/mlk_live_7f3a9c"], "query": ["api_key=sp_live_acme"],
                           "body": [None], "custom_data": ['{"api_key":"sp_live_acme"}'], "seq": [1]})
-    assert for_support(frame).row(0) == ("/postback/mlk_…", "api_key=sp_l…", None, '{"api_key":"sp_l…"}', 1)
+    assert for_support(frame).row(0) == (f"/postback/{fp('mlk_live_7f3a9c')}", f"api_key={fp('sp_live_acme')}",
+                                         None, f'{{"api_key":"{fp("sp_live_acme")}"}}', 1)

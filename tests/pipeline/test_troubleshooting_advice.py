@@ -118,6 +118,17 @@ def every_cause_log(data: Path) -> None:
     b.postback(cid(9), transaction_id="t9")
     b.postback("ffffffff-0000-4000-8000-000000000123", transaction_id="tx")  # recorded, click not in the log
     b.unrouted("/postback-old", cid(6))
+    # issue 12: an amount under a name not read, a parameter repeated with other values, a macro
+    # in a recorded postback's transaction id, a request the HTTP server refused
+    b.postback(cid(6), transaction_id="t6", custom_data={"sum": "3.50"})
+    repeated = b.postback(cid(6), transaction_id="t6r", custom_data={"sub": ["a", "b"]})
+    repeated["fields"]["repeated_params"] = '["sub"]'
+    b.postback(cid(6), transaction_id="{txid}")
+    refused = b._base("http_error", None, "", "", None)
+    refused.update(error="invalid_request_line", http_status=400, fields={
+        "server_reason": "Bad URI", "request_line": "GET /api/postback?x=\\xff HTTP/1.1", "headers": "\r\n",
+        "head_truncated": False, "click_id": None})
+    b.add(refused)
     unanswered = b.postback(cid(7), transaction_id="t7")
     unanswered.update(result=None, http_status=200)
     b.write(data)
@@ -132,8 +143,10 @@ def test_every_reason_the_pipeline_gives_has_advice(tmp_path: Path) -> None:
     # what was sent: each code (click_not_found and invalid_api_key refined), and the rest
     expected = {r for code in HTTP_STATUS for r in reasons_for_code(code)} | {
         "duplicate", "conflicting_duplicate", "status_is_final", "status_change_not_allowed", "fx_missing",
-        "click_unknown", "no_offer_terms", "test_postback", "unanswered"}
+        "click_unknown", "no_offer_terms", "test_postback", "unanswered", "amount_not_recognised",
+        "repeated_parameter"}
     assert expected <= seen, expected - seen
+    assert set(issues["kind"]) == {"postback", "unrouted", "http_error"}
     assert seen <= set(REASONS), seen - set(REASONS)
     for reason in seen:
         assert_advice(reason)

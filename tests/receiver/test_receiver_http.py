@@ -20,6 +20,7 @@ from receiver.app import MAX_BODY_BYTES
 from receiver.contract.framing import segment_paths
 from tests.support.harness import Harness
 from tests.support.ids import IdSequence
+from tests.support.postbacks import multipart
 
 RECORDED = {"ok": True, "result": "recorded"}
 DUPLICATE = {"ok": True, "result": "duplicate"}
@@ -28,18 +29,6 @@ FORM = "application/x-www-form-urlencoded"
 
 def last_line(harness: Harness) -> bytes:
     return segment_paths(harness.log.log_dir)[-1].read_bytes().splitlines()[-1]
-
-
-def multipart(fields: list[tuple[str, str | bytes]], boundary: str = "b0undary-x",
-              part_headers: dict[str, str] | None = None) -> tuple[bytes, str]:
-    """A multipart/form-data body of text fields (body, Content-Type)."""
-    out = b""
-    for name, value in fields:
-        raw = value if isinstance(value, bytes) else value.encode()
-        extra = "".join(f"{k}: {v}\r\n" for k, v in (part_headers or {}).items())
-        out += (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n{extra}\r\n").encode()
-        out += raw + b"\r\n"
-    return out + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}"
 
 
 # ---------------------------------------------------------------- bodies

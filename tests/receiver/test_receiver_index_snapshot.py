@@ -355,3 +355,30 @@ def test_memory_per_click_is_compact(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert len(clicks) == n
     assert held / n < 64, f"{held / n:.1f} bytes per click"
+
+
+def test_a_segment_compressed_while_its_sidecar_is_scanned_still_gets_its_sidecar(
+        make_harness, data_dir: Path, monkeypatch) -> None:
+    """The compressor takes every sealed plain segment, so it can compress one whose sidecar a
+    rotation's thread is still scanning: the scan is made again from the compressed form."""
+    import receiver.app
+    from receiver.app import _build_sidecar_quietly
+    from receiver.compression import compress_segment
+
+    h = make_harness(data_dir)
+    h.link_click("alpha-1")
+    h.close()
+    (plain,) = segment_paths(data_dir / "log")
+    index = index_dir_for(data_dir / "log")
+    sidecar_path(index, plain.name).unlink()
+    real = receiver.app.build_sidecar
+
+    def compressed_meanwhile(segment: Path, index_dir: Path):
+        if segment == plain:
+            compress_segment(plain)  # what the compressor's thread does between two steps of the scan
+        return real(segment, index_dir)
+
+    monkeypatch.setattr(receiver.app, "build_sidecar", compressed_meanwhile)
+    _build_sidecar_quietly(plain, index)
+    assert not plain.exists()
+    assert read_index_file(sidecar_path(index, plain.name)) is not None

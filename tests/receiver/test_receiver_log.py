@@ -4,6 +4,7 @@ and what the app answers when the log cannot be written."""
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -545,3 +546,50 @@ def test_a_click_that_could_not_be_logged_does_not_exist(faulty) -> None:
         ex = h.get(path, params=params)
         assert (ex.status, ex.json) == (404, {**ex.json, "ok": False, "error": "click_not_found"}), (
             f"{path}: a click answered with 503 was kept in the click index: {ex.json}")
+
+
+# ---------------------------------------------------------------- one write attempt per failed request
+
+
+class CountingFailingSink:
+    """A log sink (the writer's `write`) that fails every write with ENOSPC while `on`, and counts them."""
+
+    def __init__(self) -> None:
+        self.on = False
+        self.failed_writes = 0
+
+    def write(self, fd: int, data: Any) -> int:
+        if self.on:
+            self.failed_writes += 1
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return os.write(fd, data)
+
+
+def test_a_failed_request_is_one_write_attempt_and_one_log_line(make_harness, data_dir: Path, caplog) -> None:
+    """Issue 15 point 4: the resource's failed write is not attempted again by the middleware (which
+    used to write the 503's own record too: two attempts and two "answering 503" lines per answer)."""
+    sink = CountingFailingSink()
+    h = make_harness(data_dir, writer=SegmentWriter(data_dir / "log", write=sink.write))
+    cid = h.link_click("alpha-1")
+    sink.on = True
+    requests = [
+        ("GET", "/api/postback", {"params": {"api_key": "key-alpha", "click_id": cid}}),  # the resource writes
+        ("GET", "/postback", {"params": {"cid": cid, "txid": "T1"}}),
+        ("GET", "/t/alpha-1", {}),
+        ("GET", "/api/postback", {"params": {"click_id": "nope"}}),  # refused: the middleware writes
+        ("DELETE", "/api/postback", {}),  # 405
+        ("GET", "/nowhere", {}),  # unrouted
+        ("GET", "/healthz", {}),
+    ]
+    for method, path, kwargs in requests:
+        before = sink.failed_writes
+        with caplog.at_level(logging.ERROR, logger="clickledger.receiver"):
+            caplog.clear()
+            resp = h.raw(method, path, **kwargs)
+        assert resp.status_code == 503, (method, path)
+        assert sink.failed_writes - before == 1, (method, path, sink.failed_writes - before)
+        lines = [r for r in caplog.records if "answering 503" in r.getMessage()]
+        assert len(lines) == 1, (method, path, [r.getMessage() for r in caplog.records])
+    assert h.log.new() == []
+    sink.on = False
+    assert h.get("/api/postback", params={"api_key": "key-alpha", "click_id": cid}).json["result"] == "recorded"

@@ -402,8 +402,12 @@ def test_every_request_leaves_exactly_one_record_and_no_server_error(
 def test_parse_query_fast_path_equals_parse_qsl(query: str) -> None:
     from urllib.parse import parse_qsl
 
-    raw = query.encode("latin-1", "replace").decode("utf-8", "replace")
-    assert parse_query(query) == parse_qsl(raw, keep_blank_values=True, errors="replace")
+    # issue 15: bytes that are not UTF-8 keep their identity (exact_text), no longer U+FFFD
+    from receiver.contract.params import exact_text
+
+    raw = query.encode("latin-1", "replace").decode("utf-8", "surrogateescape")
+    assert parse_query(query) == [(exact_text(name), exact_text(value)) for name, value in
+                                  parse_qsl(raw, keep_blank_values=True, errors="surrogateescape")]
 
 
 def _amount_outcome(raw: str) -> tuple[str, str]:

@@ -89,4 +89,6 @@ def test_schemathesis_finds_no_server_errors_or_schema_mismatches(server: LiveSe
     # Every request was logged; the server never answered 5xx.
     records = server.records()
     assert records and all(record["http_status"] < 500 for record in records)
-    assert time.monotonic() - started < 90
+    # A bound on the loop (a hang fails here), not a speed claim: ~40 s on a quiet machine, and
+    # 114 s was seen with the 2 cores shared by several test runs.
+    assert time.monotonic() - started < 300

@@ -117,11 +117,12 @@ def test_hostile_click_ids_are_logged_refusals(harness: Harness, name: str) -> N
     assert not any("\n" in v or "\r" in v for v in ex.resp.headers.values())
 
 
+# issue 15: bytes that are not UTF-8 keep their identity (`\xHH`), no longer replaced by U+FFFD
 @pytest.mark.parametrize("query, expected", [
-    ("cid=%ff%fe&evil=%ff%fe%fd", "\ufffd\ufffd\ufffd"),
-    ("cid=%C0%AF&evil=%ed%a0%80", "\ufffd\ufffd\ufffd"),  # overlong "/", a UTF-8 encoded surrogate
+    ("cid=%ff%fe&evil=%ff%fe%fd", "\\xff\\xfe\\xfd"),
+    ("cid=%C0%AF&evil=%ed%a0%80", "\\xed\\xa0\\x80"),  # overlong "/", a UTF-8 encoded surrogate
 ])
-def test_invalid_utf8_in_the_query_is_replaced_and_the_raw_query_kept(
+def test_invalid_utf8_in_the_query_is_escaped_and_the_raw_query_kept(
         harness: Harness, query: str, expected: str) -> None:
     ex = harness.get("/postback", query_string=query)
     assert ex.status == 404
@@ -135,13 +136,16 @@ def test_invalid_utf8_in_a_form_body_is_logged_as_base64(harness: Harness, click
     assert ex.json["result"] == "recorded"
     assert ex.record["body_encoding"] == "base64"
     assert base64.b64decode(ex.record["body"]) == body
-    assert ex.custom_data["evil"] == "\ufffd\ufffd\x00"
+    assert ex.custom_data["evil"] == "\\xff\\xfe\\x00"  # issue 15: its bytes, escaped (was U+FFFD twice)
 
 
-def test_invalid_utf8_in_a_json_body_is_a_logged_400(harness: Harness, click: str) -> None:
+def test_invalid_utf8_in_a_json_body_keeps_its_bytes(harness: Harness, click: str) -> None:
+    """Issue 15: a JSON string with bytes that are not UTF-8 is read, each byte kept as `\\xHH`
+    (it used to be refused 400 invalid_body, so the partner's postback was never counted)."""
     body = b'{"cid": "' + click.encode() + b'", "evil": "\xff\xfe"}'
     ex = harness.post("/postback", body=body, headers={"Content-Type": "application/json"})
-    assert (ex.status, ex.json["error"]) == (400, "invalid_body")
+    assert ex.json["result"] == "recorded"
+    assert ex.custom_data["evil"] == "\\xff\\xfe"
     assert ex.record["body_encoding"] == "base64"
 
 
@@ -257,7 +261,7 @@ REACHES_APP = {
     "ff-fe-in-user-agent": (request_bytes(b"/healthz", headers=b"User-Agent: a\xff\xfeb\r\n"), 200),
     "u2028-in-referer": (request_bytes(b"/healthz", headers="Referer: a\u2028b\r\n".encode()), 200),
     "invalid-utf8-form-body": (post_bytes(b"cid=\xff\xfe&evil=\x00\xff"), 404),
-    "invalid-utf8-json-body": (post_bytes(b'{"cid": "\xff\xfe"}', b"application/json"), 400),
+    "invalid-utf8-json-body": (post_bytes(b'{"cid": "\xff\xfe"}', b"application/json"), 404),  # was 400 (issue 15)
     "json-body-not-an-object": (post_bytes(b"[1, 2, 3]", b"application/json"), 400),
     "crlf-in-json-body": (post_bytes(orjson.dumps({"cid": "a\r\nb", "evil": "\u2028\x00"}), b"application/json"),
                           404),

@@ -89,7 +89,7 @@ REFUSED = {
     "raw invalid utf-8 in the target": (
         b"GET /api/postback?click_id=a\xff\xfeb HTTP/1.1\r\nHost: x\r\n\r\n", 400, "invalid_request_line",
         {"method": "GET", "path": "/api/postback", "request_line": "GET /api/postback?click_id=a\\xff\\xfeb HTTP/1.1",
-         "click_id": "a\ufffd\ufffdb"}),
+         "click_id": "a\\xff\\xfeb"}),  # issue 15: the bytes kept (was U+FFFD twice)
     "malformed request line": (
         b"GARBAGE\r\n\r\n", 400, "invalid_request_line",
         {"method": "", "path": "", "query": "", "request_line": "GARBAGE", "server_reason": "Start line is invalid"}),

@@ -1,10 +1,10 @@
 """A network of partners with the shipped presets, and each platform's postback signed as its
 documentation says (computed here from the documented formula, not by receiver.signatures).
 
-- PRESETS_CONFIG: one partner per preset (keitaro, affise, tapjoy, ironsource, ayet, bitlabs),
+- PRESETS_CONFIG: one partner per shipped preset (every file of receiver/contract/presets/),
   each with an offer and a link, plus "formats", a partner without a preset whose amounts use
   a decimal comma, thousands separators and a currency symbol.
-- The signers: tapjoy_verifier, ironsource_signature, ayet_hash, bitlabs_url.
+- The signers: tapjoy_verifier, ironsource_signature, ayet_hash, bitlabs_url, cpx_hash.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ IRONSOURCE_SECRET = "iron-private-key"
 AYET_SECRET = "ayet-publisher-api-key"
 # BitLabs' own documented example secret (developer.bitlabs.ai, "Securing callbacks through hashing")
 BITLABS_SECRET = "JLOIAUNMHFli7ZJOQVEzm98rzqnm9"
+CPX_SECRET = "cpx-app-secure-hash-key"
 
 PRESET_PARTNERS = {
     # partner id: (preset, api key, secret, offer currency)
@@ -27,6 +28,18 @@ PRESET_PARTNERS = {
     "ironsource-app": ("ironsource", "key-ironsource", IRONSOURCE_SECRET, "USD"),
     "ayet-wall": ("ayet", "key-ayet", AYET_SECRET, "USD"),
     "bitlabs-wall": ("bitlabs", "key-bitlabs", BITLABS_SECRET, "USD"),
+    "voluum-trk": ("voluum", "key-voluum", None, "USD"),
+    "binom-trk": ("binom", "key-binom", None, "EUR"),
+    "redtrack-trk": ("redtrack", "key-redtrack", None, "USD"),
+    "everflow-net": ("everflow", "key-everflow", None, "USD"),
+    "tune-net": ("tune", "key-tune", None, "USD"),
+    "cake-net": ("cake", "key-cake", None, "USD"),
+    "impact-net": ("impact", "key-impact", None, "USD"),
+    "adgate-wall": ("adgate", "key-adgate", None, "USD"),
+    "appsflyer-app": ("appsflyer", "key-appsflyer", None, "USD"),
+    "adjust-app": ("adjust", "key-adjust", None, "USD"),
+    "branch-app": ("branch", "key-branch", None, "USD"),
+    "cpx-wall": ("cpx", "key-cpx", CPX_SECRET, "USD"),
 }
 
 
@@ -112,3 +125,8 @@ def bitlabs_url(path_and_query: str, secret: str = BITLABS_SECRET, base: str = P
     Returns the path and query to request (the host is ours)."""
     digest = hmac.new(secret.encode(), (base + path_and_query).encode(), hashlib.sha1).hexdigest()
     return f"{path_and_query}&hash={digest}"
+
+
+def cpx_hash(trans_id: str, secret: str = CPX_SECRET) -> str:
+    """CPX Research: {secure_hash} = md5(trans_id + "-" + secure hash key)."""
+    return hashlib.md5(f"{trans_id}-{secret}".encode()).hexdigest()

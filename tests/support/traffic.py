@@ -140,6 +140,13 @@ def send_every_way_of_sending(harness: Any) -> dict[str, Any]:
         "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
     sent["unrouted gzip"] = harness.post("/no/such/path", body=form, headers={
         "Content-Type": "application/x-www-form-urlencoded", "Content-Encoding": "gzip"})
+    # an unfilled macro refused, and a parameter sent twice (issue 12: nothing booked wrong without a word)
+    sent["link click prof again"] = harness.get("/t/prof-1")
+    prof = sent["link click prof again"].fields["click_id"]
+    sent["postback unfilled macro"] = harness.get("/postback/key-prof", params={"subid": prof, "tid": "k-m",
+                                                                                "payout": "{payout}"})
+    sent["postback repeated parameter"] = harness.get("/postback/key-prof", query_string=(
+        f"subid={prof}&tid=k-rep&payout=1&sub1=a&sub1=b"))
     parser = RecordingParser(Adjustments())
     parser.received(b"GET /postback?cid=a\xff\xfeb HTTP/1.1\r\nHost: x\r\nUser-Agent: raw\r\n\r\n")
     assert parser.completed and parser.error is not None
