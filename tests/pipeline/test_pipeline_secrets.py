@@ -112,7 +112,8 @@ def test_no_key_in_any_parquet_file_csv_export_or_support_view(make_harness, dat
     capsys.readouterr()
 
     parquet = sorted(data_dir.rglob("*.parquet"))
-    assert any("staging" in p.parts for p in parquet) and any(p.name == "postback_issues.parquet" for p in parquet)
+    # staging, the rows routed by click day, and every table (partitioned by click day or whole)
+    assert all(any(part in p.parts for p in parquet) for part in ("staging", "by_click_day", "postback_issues"))
     for path in parquet:
         texts = string_values(pl.read_parquet(path))
         assert not found_secrets(texts), (path, found_secrets(texts))
