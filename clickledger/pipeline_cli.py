@@ -139,9 +139,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = add_command(
         subparsers, "run", "derive the warehouse tables from the log",
-        "Read every segment of DATA/log/, check it, derive clicks, postbacks, conversions, "
-        "earnings, postback issues and wallet tables, and write DATA/warehouse/<table>.parquet "
-        "and warehouse.duckdb. Prints a summary; progress goes to stderr on long logs.",
+        "Stage the new segments of DATA/log/, check them, derive clicks, postbacks, conversions, "
+        "earnings and postback issues for the click days they touch (DATA/warehouse/<table>/"
+        "click_day=YYYY-MM-DD/), the wallet tables, and warehouse.duckdb. Prints a summary; "
+        "progress (rate and ETA) goes to stderr on long logs.",
         _run, lambda a: a.data)
     data_option(p)
     skip_corrupt_option(p)

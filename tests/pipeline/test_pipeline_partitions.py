@@ -233,3 +233,34 @@ def test_load_reads_nothing_until_a_table_is_used_and_scan_never_holds_it(tmp_pa
     assert wh.base_currency == "USD"
     assert all(wh.tables.loaded(name) is None for name in TABLES)  # asked, scanned, never read whole
     assert wh.clicks["seq"].is_sorted() and wh.tables.loaded("clicks") is not None  # read when used
+
+
+def test_a_run_that_stops_half_way_leaves_tables_a_later_run_completes(tmp_path: Path, records: list[dict],
+                                                                       monkeypatch):
+    import pipeline.runner as runner
+
+    cut = len(records) // 2
+    data = make_data_dir(tmp_path / "data")
+    write_segments(data, records[:cut], 1, 2)
+    pipeline.run(data)
+    write_segments(data, records[cut:], 3, 2)
+    real, calls = runner.derive_log_tables, []
+
+    def failing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("the machine went down")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "derive_log_tables", failing)
+    monkeypatch.setattr(runner, "DERIVE_BATCH_ROWS", 1)  # a batch per day: the second one fails
+    monkeypatch.setattr(runner, "DERIVE_THREADS", 1)
+    with pytest.raises(RuntimeError):
+        pipeline.run(data)  # routed the new segments, derived one day, then stopped
+    monkeypatch.undo()
+    pipeline.run(data)
+    full = make_data_dir(tmp_path / "full")
+    shutil.copytree(data / "log", full / "log", dirs_exist_ok=True)
+    pipeline.run(full)
+    assert_same(tables_of(data), tables_of(full))
+    assert list(DataDir(data).warehouse_tmp_dir.iterdir()) == []
