@@ -82,7 +82,8 @@ def reconcile(
     except (ZoneInfoNotFoundError, ValueError):
         raise PipelineError(f"unknown time zone {tz!r}; use an IANA name such as UTC or Europe/Berlin") from None
     wh, data_dir = _warehouse(data)
-    known = set(wh.conversions["partner_id"].drop_nulls().unique().to_list())
+    known = set(wh.scan("conversions").select(pl.col("partner_id").drop_nulls().unique()).collect()
+                .to_series().to_list())
     if data_dir is not None and DataDir(data_dir).config_path.exists():
         from pipeline.runner import load_pipeline_config
 
@@ -97,7 +98,8 @@ def reconcile(
         start, end = theirs["date"].min(), theirs["date"].max()
     base = wh.base_currency
     basis = "converted_at" if date_basis == "conversion" else "clicked_at"
-    ours = wh.conversions.filter(pl.col("partner_id") == partner).with_columns(
+    # one partner's conversions, read lazily: never the whole table (issue 13)
+    ours = wh.scan("conversions").filter(pl.col("partner_id") == partner).collect().with_columns(
         pl.col(basis).dt.convert_time_zone(tz).dt.date().alias("ours_day"))
     in_period = pl.lit(True)
     if start is not None:

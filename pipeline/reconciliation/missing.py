@@ -55,9 +55,12 @@ def explain_missing_ours(result: ReconcileResult, wh: Warehouse | None = None) -
         *KEY, "theirs_amount", "theirs_currency", "theirs_date")
     basis = "converted_at" if result.date_basis == "conversion" else "clicked_at"
     label = f"{result.date_basis} day"
-    conversions = wh.conversions.select(
+    # only the click ids of the missing rows are looked up: the tables are scanned, never read whole
+    ids = missing["click_id"].drop_nulls().unique().implode()
+    conversions = wh.scan("conversions").filter(pl.col("click_id").is_in(ids)).select(
         *KEY, "partner_id", "offer_id",
-        pl.col(basis).dt.convert_time_zone(result.tz).dt.date().cast(pl.String).fill_null("unknown").alias("day"))
+        pl.col(basis).dt.convert_time_zone(result.tz).dt.date().cast(pl.String).fill_null("unknown").alias("day")
+    ).collect()
     exact = (conversions.sort(pl.col("partner_id") != result.partner)
              .unique(KEY, keep="first", maintain_order=True)
              .select(*KEY, pl.col("partner_id").alias("_conv_partner"), pl.col("day").alias("_conv_day")))
@@ -65,13 +68,14 @@ def explain_missing_ours(result: ReconcileResult, wh: Warehouse | None = None) -
         pl.col("transaction_id").unique(maintain_order=True).head(3).str.join(", ").alias("_other_txns"),
         pl.len().alias("_other_count"), pl.col("partner_id").first().alias("_other_partner"),
         pl.col("day").first().alias("_other_day"))
-    clicks = wh.clicks.select(
+    clicks = wh.scan("clicks").filter(pl.col("click_id").is_in(ids)).select(
         "click_id", pl.col("partner_id").alias("_click_partner"), pl.col("offer_id").alias("_click_offer"),
-        pl.col("clicked_at").dt.convert_time_zone(result.tz).dt.date().cast(pl.String).alias("_clicked_day"))
-    issues = wh.postback_issues.filter(pl.col("click_id").is_not_null()).select(
+        pl.col("clicked_at").dt.convert_time_zone(result.tz).dt.date().cast(pl.String).alias("_clicked_day")
+    ).collect()
+    issues = wh.scan("postback_issues").filter(pl.col("click_id").is_in(ids)).select(
         "click_id", pl.coalesce("transaction_id", "click_id").alias("_issue_transaction_id"), "seq",
         "received_at", "route", "error", pl.col("reason").alias("_issue_reason"),
-        pl.col("detail").alias("_issue_detail"), "nearest_click_id")
+        pl.col("detail").alias("_issue_detail"), "nearest_click_id").collect()
     latest_issue = (missing.select(KEY).join(issues, on="click_id")
                     .with_columns((pl.col("_issue_transaction_id") == pl.col("transaction_id")).alias("_same_txn"))
                     .sort([*KEY, "_same_txn", "seq"]).group_by(KEY, maintain_order=True).last())

@@ -73,7 +73,7 @@ def sample_statement(wh: Warehouse, partner: str, *, start: date | None = None, 
     partner's conversions (a refused try, then a recorded one).
     """
     rng = random.Random(seed)
-    conversions = wh.conversions.filter(pl.col("partner_id") == partner).with_columns(
+    conversions = wh.scan("conversions").filter(pl.col("partner_id") == partner).collect().with_columns(
         pl.col("converted_at").dt.date().alias("date"))
     if start is not None:
         conversions = conversions.filter(pl.col("date") >= start)
@@ -111,11 +111,11 @@ def _add_refused(statement: _SampleRows, wh: Warehouse, partner: str, start: dat
                  end: date | None, base: str) -> None:
     """Up to REFUSED_ROWS of the partner's billed refusals in [start, end], in log order; not a key
     the partner has a conversion of (even one dropped above or outside the period)."""
-    recorded = {(c.strip(), t.strip()) for c, t in wh.conversions.filter(pl.col("partner_id") == partner)
-                .select(*KEY).iter_rows()}
-    refused = wh.postback_issues.filter(
+    recorded = {(c.strip(), t.strip()) for c, t in wh.scan("conversions").filter(pl.col("partner_id") == partner)
+                .select(*KEY).collect().iter_rows()}
+    refused = wh.scan("postback_issues").filter(
         (pl.coalesce("partner_id", "key_partner_id") == partner) & pl.col("click_id").is_not_null()
-        & pl.col("error").is_in(list(BILLED_REFUSALS)))
+        & pl.col("error").is_in(list(BILLED_REFUSALS))).collect()
     if start is not None:
         refused = refused.filter(pl.col("received_at").dt.date() >= start)
     if end is not None:
